@@ -1,0 +1,3 @@
+"""pudimd: a plugin-based monitoring and alerting daemon."""
+
+__version__ = "0.1.0"

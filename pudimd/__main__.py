@@ -1,0 +1,3 @@
+from pudimd.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""The aiohttp application and how it is served inside the daemon's task group."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pudimd import __version__
+
+if TYPE_CHECKING:
+    from pudimd.daemon import Daemon
+
+__all__ = ["ListenError", "make_app", "serve"]
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+
+
+class ListenError(Exception):
+    """The listener could not bind its address."""
+
+
+async def _index(request: web.Request) -> web.Response:
+    text = (
+        f"pudimd {__version__}\n\n"
+        "/metrics      Prometheus metrics\n"
+        "/-/healthy    200 while the process runs\n"
+        "/-/ready      200 once checks are scheduled\n"
+        "/-/reload     POST: reload the config file\n"
+    )
+    return web.Response(text=text)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = daemon.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthy(request: web.Request) -> web.Response:
+    return web.Response(text="pudimd is Healthy.\n")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    if request.app[DAEMON].ready:
+        return web.Response(text="pudimd is Ready.\n")
+    return web.Response(status=503, text="pudimd is not ready.\n")
+
+
+async def _reload(request: web.Request) -> web.Response:
+    error = await request.app[DAEMON].reload(source="http")
+    if error is None:
+        return web.Response(text="config reloaded\n")
+    return web.Response(status=500, text=f"failed to reload config: {error}\n")
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    """The application serving every HTTP surface of ``daemon``."""
+    app = web.Application()
+    app[DAEMON] = daemon
+    app.router.add_get("/", _index)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/-/healthy", _healthy)
+    app.router.add_head("/-/healthy", _healthy)
+    app.router.add_get("/-/ready", _ready)
+    app.router.add_head("/-/ready", _ready)
+    app.router.add_post("/-/reload", _reload)
+    app.router.add_put("/-/reload", _reload)
+    return app
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until cancelled; ``task_status.started(port)`` reports
+    the bound port (useful with port 0)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        server = site._server
+        bound = port
+        if server is not None and getattr(server, "sockets", None):
+            bound = server.sockets[0].getsockname()[1]
+        task_status.started(bound)
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

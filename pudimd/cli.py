@@ -1,0 +1,304 @@
+"""The ``pudimd`` command.
+
+Exit codes: 0 success; 1 the thing asked for failed (invalid config, failed probe, refused
+reload, daemon could not start); 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from pudimd import __version__
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
+
+
+def _fail(message: str) -> NoReturn:
+    for line in message.splitlines() or [message]:
+        click.echo(f"pudimd: {line}", err=True)
+    sys.exit(1)
+
+
+def _config_option(required: bool = False) -> Any:
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None if required else DEFAULT_CONFIG,
+        required=required,
+        show_default=not required,
+        help="Config file.",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="pudimd")
+def cli() -> None:
+    """pudimd: a plugin-based monitoring and alerting daemon.
+
+    Exit codes: 0 success, 1 failure (invalid config, failed check, refused reload, daemon
+    could not start), 2 bad usage.
+    """
+
+
+@cli.command()
+@_config_option()
+@click.option("--listen", metavar="HOST:PORT", help="Listen address (default: server.listen, 127.0.0.1:9797).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: state_dir, $STATE_DIRECTORY, ~/.local/state/pudimd).",
+)
+def run(config_path: Path, listen: str | None, state_dir: Path | None) -> None:
+    """Run the daemon in the foreground (what the systemd unit starts).
+
+    SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully within 10 s.
+    """
+    import anyio
+
+    from pudimd.api.app import ListenError
+    from pudimd.config import ConfigError
+    from pudimd.config.models import parse_host_port
+    from pudimd.daemon import Daemon
+    from pudimd.log import configure_logging
+    from pudimd.plugins import PluginError
+    from pudimd.store import StoreError
+
+    configure_logging()
+    if listen is not None:
+        try:
+            parse_host_port(listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--listen") from None
+    try:
+        daemon = Daemon(config_path, listen=listen, state_dir=state_dir)
+        anyio.run(daemon.run)
+    except (ConfigError, StoreError, ListenError, PluginError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@cli.command("check-config")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def check_config(files: tuple[Path, ...]) -> None:
+    """Validate config FILES (plugin settings included); exit 1 if any is invalid."""
+    from pudimd.config import ConfigError, load_config
+    from pudimd.daemon import make_host
+    from pudimd.plugins import PluginError
+
+    failed = False
+    for file in files:
+        try:
+            from pudimd.config import schema_for
+
+            config = load_config(file, schema_for(make_host(file)))
+        except (ConfigError, PluginError) as exc:
+            failed = True
+            for line in str(exc).splitlines():
+                click.echo(line, err=True)
+            continue
+        click.echo(f"{file}: OK, {len(config.targets)} targets")
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@_config_option()
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+def plugins(config_path: Path, as_json: bool) -> None:
+    """List installed plugins: name, kinds, types, distribution, version, status."""
+    from pudimd.daemon import make_host
+    from pudimd.plugins import PluginError
+
+    host = make_host(config_path if config_path.exists() else None)
+    try:
+        for kind in ("probe", "notifier", "discovery", "strategy"):
+            host.types(kind)
+    except PluginError as exc:
+        _fail(str(exc))
+    rows = []
+    for info in sorted(host.infos.values(), key=lambda i: i.name):
+        status = "disabled" if info.disabled else (f"error: {info.error}" if info.error else "ok")
+        rows.append(
+            {
+                "name": info.name,
+                "kinds": info.kinds,
+                "types": {k: v for k, v in info.types.items()},
+                "module": info.module,
+                "distribution": info.distribution,
+                "version": info.version,
+                "status": status,
+                "error": info.error,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("NAME", "KIND", "TYPES", "DISTRIBUTION", "VERSION", "STATUS")]
+    for row in rows:
+        types = ", ".join(t for ts in row["types"].values() for t in ts) or "-"
+        table.append(
+            (
+                row["name"],
+                ",".join(row["kinds"]) or "-",
+                types,
+                row["distribution"] or "-",
+                row["version"] or "-",
+                row["status"],
+            )
+        )
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
+    import yaml_rs
+
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--set")
+        try:
+            value = yaml_rs.loads(f"v: {raw}", parse_datetime=False)["v"] if raw else ""
+        except Exception:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+@cli.command()
+@click.argument("probe_type", metavar="TYPE")
+@click.argument("target")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A probe setting (repeatable).")
+@click.option("--timeout", default="10s", show_default=True, help="Time limit of the check.")
+@click.option("--json", "as_json", is_flag=True, help="Output the result as JSON.")
+@_config_option()
+def probe(
+    probe_type: str, target: str, sets: tuple[str, ...], timeout: str, as_json: bool, config_path: Path
+) -> None:
+    """Run one TYPE check of TARGET now and print the result; exit 1 if it failed.
+
+    Example: pudimd probe http https://example.com --set valid_status_codes=[200,301]
+    """
+    import dataclasses
+
+    import anyio
+
+    from pudimd.config import ConfigError, load_config_text, schema_for
+    from pudimd.daemon import make_host
+    from pudimd.scheduler import Job, Scheduler
+
+    host = make_host(config_path if config_path.exists() else None)
+    schema = schema_for(host)
+    doc = {
+        "targets": [
+            {"name": "cli", "probe": probe_type, "target": target, "timeout": timeout, probe_type: _parse_sets(sets)}
+        ]
+    }
+    try:
+        config = load_config_text(json.dumps(doc), schema, file="<command line>")
+    except ConfigError as exc:
+        _fail(str(exc))
+    spec = config.targets[0]
+    scheduler = Scheduler(host, config.scheduler)
+
+    async def once() -> Any:
+        instance, plugin = scheduler.make_probe(spec)
+        job = Job(target=spec, probe=instance, plugin=plugin)
+        try:
+            return await scheduler.run_once(job)
+        finally:
+            aclose = getattr(instance, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    result = anyio.run(once)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        state = "UP" if result.success else "DOWN"
+        click.echo(f"{state} {probe_type} {target} in {result.duration * 1000:.1f} ms")
+        if result.status is not None:
+            click.echo(f"  status: {result.status}")
+        if result.message:
+            click.echo(f"  message: {result.message}")
+        for name, seconds in result.phases.items():
+            click.echo(f"  phase {name}: {seconds * 1000:.2f} ms")
+        for name, value in result.metrics.items():
+            click.echo(f"  {name}: {value:g}")
+    sys.exit(0 if result.success else 1)
+
+
+@cli.command()
+@_config_option()
+@click.option("--listen", metavar="HOST:PORT", help="Address of the running daemon (default: server.listen).")
+def reload(config_path: Path, listen: str | None) -> None:
+    """Ask the running daemon to reload its config (POST /-/reload); exit 1 if refused."""
+    from pudimd.config.models import DEFAULT_LISTEN
+    from pudimd.daemon import read_listen
+
+    address = listen or read_listen(config_path) or DEFAULT_LISTEN
+    host, _, port = address.rpartition(":")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "[::1]"
+    url = f"http://{host}:{port}/-/reload"
+    request = urllib.request.Request(url, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            click.echo(response.read().decode().strip())
+    except urllib.error.HTTPError as exc:
+        _fail(exc.read().decode().strip() or str(exc))
+    except (urllib.error.URLError, OSError) as exc:
+        _fail(f"cannot reach the daemon at {url}: {getattr(exc, 'reason', exc)}")
+
+
+@cli.command()
+def version() -> None:
+    """Print the version."""
+    import platform
+
+    click.echo(f"pudimd {__version__} (Python {platform.python_version()})")
+
+
+@cli.group()
+def config() -> None:
+    """Config file tools."""
+
+
+@config.command("schema")
+@_config_option()
+@click.option("--markdown", is_flag=True, help="Print the Markdown reference instead of JSON Schema.")
+def config_schema(config_path: Path, markdown: bool) -> None:
+    """Print the JSON Schema of the config file, covering every installed plugin."""
+    from pudimd.config import schema_for
+    from pudimd.config.schema import json_schema, reference_markdown
+    from pudimd.daemon import make_host
+
+    schema = schema_for(make_host(config_path if config_path.exists() else None))
+    if markdown:
+        click.echo(reference_markdown(schema), nl=False)
+    else:
+        click.echo(json.dumps(json_schema(schema), indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,254 @@
+"""Read a config file into a validated config.
+
+Steps: read the file, parse the YAML (fast, no positions), interpolate ``${ENV}``, merge
+``defaults:`` into each target, validate with the model built from the installed plugins.
+Every problem found becomes ``file:line:column: path: reason``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml_rs
+from pydantic import ValidationError
+
+from pudimd.config.errors import ConfigError, Problem
+from pudimd.config.locate import Locator, yaml_syntax_error
+from pudimd.config.models import ConfigBase, DefaultsConfig, TargetBase
+
+__all__ = ["ConfigSchema", "format_path", "load_config", "load_config_text"]
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DEFAULT_KEYS = frozenset(DefaultsConfig.model_fields)
+
+
+@dataclass(frozen=True)
+class ConfigSchema:
+    """The config model and the probe type names it was built from."""
+
+    model: type[ConfigBase]
+    probe_types: tuple[str, ...]
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``("targets", 0, "http", "method")`` -> ``targets[0].http.method``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_config(
+    path: str | Path, schema: ConfigSchema, env: Mapping[str, str] | None = None
+) -> ConfigBase:
+    """Load and validate the config file at ``path``.  Raises ConfigError.
+
+    Blocking (file I/O, parsing): call it from a worker thread inside the daemon."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
+    return load_config_text(text, schema, file=str(path), env=env)
+
+
+def load_config_text(
+    text: str,
+    schema: ConfigSchema,
+    *,
+    file: str = "<config>",
+    env: Mapping[str, str] | None = None,
+) -> ConfigBase:
+    """Validate config ``text`` (named ``file`` in errors).  Raises ConfigError."""
+    env = os.environ if env is None else env
+    locator = Locator(text)
+    problems: list[Problem] = []
+
+    def problem(path: Sequence[str | int], message: str, *, key: bool = False) -> None:
+        where = locator.locate(path, key=key)
+        line, col = where if where else (None, None)
+        problems.append(Problem(file, line, col, format_path(path), message))
+
+    try:
+        data = yaml_rs.loads(text, parse_datetime=False) if text.strip() else {}
+    except Exception as exc:
+        found = yaml_syntax_error(text)
+        if found is None:
+            reason = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
+            raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {reason}")]) from None
+        line, col, reason = found
+        raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {reason}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(file, 1, 1, "", "the top level must be a mapping of sections")])
+
+    data = _interpolate(data, env, (), problem)
+    _merge_defaults(data, schema, problem)
+    if problems:
+        raise ConfigError(problems)
+
+    base_dir = str(Path(file).resolve().parent) if file != "<config>" else None
+    try:
+        config = schema.model.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            path, message, key = _explain(error, data, schema)
+            problem(path, message, key=key)
+        raise ConfigError(problems) from None
+    return config
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str | int, ...], problem: Any) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problem(path, f"environment variable {name} is not set (use ${{{name}:-default}})")
+            return ""
+
+        return _ENV.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, (*path, k), problem) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, (*path, i), problem) for i, v in enumerate(value)]
+    return value
+
+
+def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) -> None:
+    """Fold ``defaults:`` labels and per-type blocks into each target (key by key; the
+    target wins).  Interval and timeout defaults are applied by the model, typed."""
+    defaults = data.get("defaults")
+    targets = data.get("targets")
+    if defaults is None:
+        defaults = {}
+    if not isinstance(defaults, dict):
+        return  # the model reports it
+    for key, value in defaults.items():
+        if key in _DEFAULT_KEYS:
+            continue
+        if key not in schema.probe_types:
+            problem(("defaults", key), _unknown_field(key, [*_DEFAULT_KEYS, *schema.probe_types]), key=True)
+        elif not isinstance(value, dict):
+            problem(("defaults", key), f"expected a mapping of {key} probe settings")
+    if not isinstance(targets, list):
+        return
+    seen: dict[str, int] = {}
+    for index, target in enumerate(targets):
+        if not isinstance(target, dict):
+            continue
+        name = target.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problem(("targets", index, "name"), f"duplicate target name {name!r} (first at targets[{seen[name]}])")
+            seen.setdefault(name, index)
+        labels = defaults.get("labels")
+        if isinstance(labels, dict) and isinstance(target.get("labels", {}), dict):
+            target["labels"] = {**labels, **target.get("labels", {})}
+        probe = target.get("probe")
+        block = defaults.get(probe) if isinstance(probe, str) else None
+        if isinstance(block, dict):
+            own = target.get(probe, {})
+            if isinstance(own, dict):
+                target[probe] = {**block, **own}
+
+
+def _unknown_field(name: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field {name!r}{hint}"
+
+
+def _explain(error: Any, data: dict[str, Any], schema: ConfigSchema) -> tuple[list[str | int], str, bool]:
+    """Turn one pydantic error into (path in the file, one-line reason, points at key)."""
+    loc = list(error["loc"])
+    kind = error["type"]
+    # A discriminated union inserts the tag into the path: targets.3.<http>.interval.
+    if len(schema.probe_types) > 1 and len(loc) > 2 and loc[0] == "targets" and isinstance(loc[1], int):
+        if kind not in ("union_tag_invalid", "union_tag_not_found"):
+            del loc[2]
+    installed = ", ".join(schema.probe_types) or "none installed"
+    if kind in ("union_tag_invalid", "union_tag_not_found") or (
+        kind == "literal_error" and loc[-1:] == ["probe"] and loc[:1] == ["targets"]
+    ):
+        target = _get(data, loc[:2])
+        probe = target.get("probe") if isinstance(target, dict) else None
+        if probe is None:
+            return [*loc[:2], "probe"], f"missing field 'probe' (one of: {installed})", False
+        return [*loc[:2], "probe"], f"unknown probe type {probe!r} (installed: {installed})", False
+    if kind == "extra_forbidden":
+        parent = _model_for(loc[:-1], data, schema)
+        known = list(parent.model_fields) if parent is not None else []
+        return loc, _unknown_field(str(loc[-1]), known), True
+    if kind == "missing":
+        return loc, f"missing required field {loc[-1]!r}", False
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif message.startswith("Assertion failed, "):
+        message = message[len("Assertion failed, ") :]
+    value = error.get("input")
+    if kind not in ("value_error", "assertion_error") and not isinstance(value, dict | list):
+        message += f" (got {value!r})"
+    return loc, message, False
+
+
+def _get(data: Any, path: Sequence[str | int]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _model_for(path: Sequence[str | int], data: dict[str, Any], schema: ConfigSchema) -> Any:
+    """The pydantic model that validates the mapping at ``path`` (for field suggestions)."""
+    model: Any = schema.model
+    for i, part in enumerate(path):
+        if isinstance(part, int):
+            continue
+        if model is schema.model and part == "targets":
+            target = _get(data, path[: i + 2])
+            probe = target.get("probe") if isinstance(target, dict) else None
+            model = TargetBase
+            if isinstance(probe, str):
+                for member in _target_models(schema):
+                    if member.model_fields["probe"].annotation.__args__ == (probe,):
+                        model = member
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+        if not hasattr(model, "model_fields"):
+            return None
+    return model
+
+
+def _target_models(schema: ConfigSchema) -> list[Any]:
+    annotation: Any = schema.model.model_fields["targets"].annotation
+    item = annotation.__args__[0]
+    origin = getattr(item, "__origin__", None)
+    if origin is not None and hasattr(item, "__metadata__"):
+        item = item.__origin__
+    return list(getattr(item, "__args__", (item,)))

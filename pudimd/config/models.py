@@ -1,0 +1,283 @@
+"""The config file's models.
+
+The core sections are static; the ``targets`` list is a union assembled at load time from
+the installed probe types (:func:`build_config_model`): ``probe: http`` selects the http
+probe's ``Settings`` for the block under the ``http:`` key of that target.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
+
+from pudimd.durations import Duration, PositiveDuration
+from pudimd.settings import PluginSettings, SecretFile, StrictModel
+
+__all__ = [
+    "ConfigBase",
+    "DefaultsConfig",
+    "LoggingConfig",
+    "PluginsConfig",
+    "SchedulerConfig",
+    "ServerConfig",
+    "StorageConfig",
+    "TargetBase",
+    "build_config_model",
+]
+
+DEFAULT_LISTEN = "127.0.0.1:9797"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split ``host:port`` / ``[v6]:port`` / ``:port``; raise ValueError when malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9797, [::1]:9797)")
+    if host.startswith("[") and host.endswith("]"):
+        ipaddress.IPv6Address(host[1:-1])
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port_text)
+
+
+def _check_host_port(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+class ServerConfig(StrictModel):
+    """The one HTTP listener: /metrics, /-/healthy, /-/ready, /-/reload (later the APIs)."""
+
+    listen: str = Field(DEFAULT_LISTEN, description="HOST:PORT to listen on")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_ok(cls, value: str) -> str:
+        return _check_host_port(value)
+
+
+class StorageConfig(StrictModel):
+    """Where results and rollups are kept."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db. "
+        "Default: SQLite (WAL) at <state_dir>/pudimd.db",
+    )
+    url_file: SecretFile | None = Field(None, description="File holding `url` (it has a password)")
+    raw_retention: PositiveDuration = Field(timedelta(days=7), description="How long raw results are kept")
+    rollup_retention: PositiveDuration = Field(
+        timedelta(days=90), description="How long per-minute and per-hour rollups are kept"
+    )
+    batch_interval: PositiveDuration = Field(
+        timedelta(seconds=1), description="Results are written at most this often, in one transaction"
+    )
+    batch_size: int = Field(5000, gt=0, description="Write sooner when this many results wait")
+
+    @model_validator(mode="after")
+    def _url_from_file(self) -> Self:
+        if self.url_file is not None:
+            if self.url is not None:
+                raise ValueError("set url or url_file, not both")
+            object.__setattr__(self, "url", self.url_file)
+        return self
+
+
+class LoggingConfig(StrictModel):
+    """Log output (to stderr; journald keeps it under systemd)."""
+
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SchedulerConfig(StrictModel):
+    """How checks are run."""
+
+    max_concurrency: int = Field(512, gt=0, description="Checks running at once, all targets")
+    missed_runs: Literal["run_once", "skip"] = Field(
+        "run_once",
+        description="When the daemon falls behind (event loop stalled, machine suspended): "
+        "run_once runs a late target once as soon as possible and drops the other missed "
+        "slots; skip drops a run that is more than one interval late and waits for the next "
+        "slot. Dropped runs are counted in pudimd_scheduler_missed_runs_total",
+    )
+
+
+class PluginsConfig(StrictModel):
+    """Plugin switches."""
+
+    disabled: list[str] = Field(default_factory=list, description="Plugin names not to load")
+    concurrency: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Checks running at once per probe type, e.g. {http: 200}",
+    )
+    hook_timeout: PositiveDuration = Field(
+        timedelta(seconds=10), description="Time limit of each event-hook call"
+    )
+
+
+class DefaultsConfig(StrictModel):
+    """Values every target gets unless it sets its own.  Per-probe-type blocks (``http:``
+    etc.) are merged key by key into each target of that type."""
+
+    model_config = StrictModel.model_config | {"extra": "allow"}
+
+    interval: PositiveDuration = Field(timedelta(seconds=30), description="Check interval")
+    timeout: PositiveDuration = Field(timedelta(seconds=10), description="Per-check time limit")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every target")
+
+
+def _cron_ok(expr: str) -> str:
+    if not croniter.is_valid(expr):
+        raise ValueError(f"invalid cron expression {expr!r} (e.g. '*/5 * * * *')")
+    return expr
+
+
+class TargetBase(StrictModel):
+    """Fields common to every target, whatever its probe."""
+
+    name: str = Field(description="Unique name of the target")
+    probe: str = Field(description="Probe type (see `pudimd plugins`)")
+    target: str = Field(description="What to probe: a URL, host:port, path... (per probe)")
+    interval: PositiveDuration | None = Field(None, description="Check interval (default from defaults)")
+    cron: str | None = Field(None, description="Cron schedule instead of an interval")
+    timezone: str | None = Field(None, description="Time zone of the cron schedule (default UTC)")
+    timeout: PositiveDuration | None = Field(None, description="Per-check time limit")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of this target")
+    enabled: bool = Field(True, description="false keeps the target in the file but unscheduled")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"invalid name {value!r}: use letters, digits and _ . : / @ - (no spaces)"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_ok(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _LABEL.match(key) or key.startswith("__"):
+                raise ValueError(f"invalid label name {key!r}")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_ok(cls, value: str | None) -> str | None:
+        return None if value is None else _cron_ok(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz_ok(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_ok(self) -> Self:
+        if self.cron is not None and self.interval is not None:
+            raise ValueError("set interval or cron, not both")
+        if self.timezone is not None and self.cron is None:
+            raise ValueError("timezone applies to cron schedules only")
+        if (
+            self.interval is not None
+            and self.timeout is not None
+            and self.timeout > self.interval
+        ):
+            raise ValueError(
+                f"timeout ({self.timeout.total_seconds():g}s) must not exceed "
+                f"interval ({self.interval.total_seconds():g}s)"
+            )
+        return self
+
+    @property
+    def settings(self) -> PluginSettings:
+        """The probe's own settings (the block under the probe type's name)."""
+        value: PluginSettings = getattr(self, self.probe)
+        return value
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identity of the whole target config: equal fingerprints, nothing changed."""
+        return self.model_dump_json()
+
+    @property
+    def schedule_key(self) -> tuple[Any, ...]:
+        """What decides when the target runs: equal keys keep the running schedule."""
+        return (self.interval, self.cron, self.timezone)
+
+
+class ConfigBase(StrictModel):
+    """The top of the config file."""
+
+    state_dir: Path | None = Field(
+        None, description="Where the SQLite database lives (default: a per-user state dir)"
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    targets: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _apply_defaults(self) -> Self:
+        """Targets without interval/timeout get the defaults; a defaulted timeout never
+        exceeds the target's interval."""
+        for target in self.targets:
+            if target.cron is None and target.interval is None:
+                object.__setattr__(target, "interval", self.defaults.interval)
+            if target.timeout is None:
+                timeout = self.defaults.timeout
+                if target.interval is not None:
+                    timeout = min(timeout, target.interval)
+                object.__setattr__(target, "timeout", timeout)
+        return self
+
+
+def _target_model(type_name: str, settings: type[PluginSettings]) -> type[TargetBase]:
+    try:
+        settings()
+        default: Any = Field(default_factory=settings)
+    except Exception:
+        default = ...
+    model: type[TargetBase] = create_model(  # type: ignore[call-overload]
+        f"{type_name.title().replace('_', '')}Target",
+        __base__=TargetBase,
+        __doc__=f"A target checked by the {type_name!r} probe.",
+        probe=(Literal[type_name], Field(description="Probe type")),
+        **{type_name: (settings, default)},
+    )
+    return model
+
+
+def build_config_model(probe_types: dict[str, type[Any]]) -> type[ConfigBase]:
+    """The full config model for the installed ``probe_types`` (type name -> class)."""
+    targets = [_target_model(name, cls.Settings) for name, cls in probe_types.items()]
+    if targets:
+        union: Any = Union[tuple(targets)] if len(targets) > 1 else targets[0]  # noqa: UP007
+        item: Any = Annotated[union, Field(discriminator="probe")] if len(targets) > 1 else union
+    else:
+        item = TargetBase
+    model: type[ConfigBase] = create_model(  # type: ignore[call-overload]
+        "Config",
+        __base__=ConfigBase,
+        __doc__=ConfigBase.__doc__,
+        targets=(list[item], Field(default_factory=list, description="What to check")),
+    )
+    return model

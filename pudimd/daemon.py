@@ -1,0 +1,305 @@
+"""The daemon: wires config, plugins, storage, scheduler and the HTTP listener under one
+anyio task group, and handles signals, reloads and a graceful stop."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+import yaml_rs
+from anyio.abc import TaskGroup, TaskStatus
+
+from pudimd.api.app import make_app, serve
+from pudimd.config import ConfigBase, ConfigError, ConfigSchema, load_config, schema_for
+from pudimd.config.models import parse_host_port
+from pudimd.log import configure_logging
+from pudimd.metrics import Metrics
+from pudimd.paths import default_state_dir
+from pudimd.plugins import PluginHost
+from pudimd.scheduler import Job, Scheduler
+from pudimd.sdnotify import Notifier, watchdog_interval
+from pudimd.store import Store
+
+if TYPE_CHECKING:
+    from pudimd.contracts import Probe
+    from pudimd.results import ProbeResult
+
+__all__ = ["STOP_TIMEOUT", "Daemon", "read_disabled_plugins"]
+
+log = structlog.get_logger("pudimd.daemon")
+
+STOP_TIMEOUT = 10.0
+"""Seconds a graceful stop may take (systemd's TimeoutStopSec is set above it)."""
+
+
+def _peek(path: str | Path, section: str, key: str) -> Any:
+    """``section.key`` of the config file read without validation (None when the file or
+    the value is not there); the full load reports any problem."""
+    try:
+        data = yaml_rs.loads(Path(path).read_text(encoding="utf-8"), parse_datetime=False)
+        return data.get(section, {}).get(key)
+    except Exception:
+        return None
+
+
+def read_disabled_plugins(path: str | Path) -> list[str]:
+    """``plugins.disabled``, read before plugins are loaded: disabled plugins are never
+    imported."""
+    disabled = _peek(path, "plugins", "disabled")
+    return [str(name) for name in disabled] if isinstance(disabled, list) else []
+
+
+def read_listen(path: str | Path) -> str | None:
+    """``server.listen``, for ``pudimd reload``."""
+    listen = _peek(path, "server", "listen")
+    return str(listen) if listen else None
+
+
+def make_host(config_path: str | Path | None, metrics: Metrics | None = None) -> PluginHost:
+    """A plugin host with every entry-point plugin loaded but those the config disables."""
+    disabled = read_disabled_plugins(config_path) if config_path else []
+    host = PluginHost(disabled=disabled, on_error=metrics.plugin_error if metrics else None)
+    host.load_entry_points()
+    return host
+
+
+class _Service:
+    """A subsystem running in its own cancel scope, so the stop sequence can end the
+    subsystems one by one (scheduler, then hooks, then storage, then the listener)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+
+    async def run(
+        self, fn: Callable[..., Awaitable[Any]], *, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with self.scope:
+                await fn(task_status=task_status)
+        finally:
+            self.done.set()
+
+    async def stop(self) -> None:
+        self.scope.cancel()
+        await self.done.wait()
+
+
+class Daemon:
+    """``pudimd run``.  ``listen`` and ``state_dir`` override the config file's."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        *,
+        listen: str | None = None,
+        state_dir: str | Path | None = None,
+        host: PluginHost | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config_path = Path(config_path)
+        self.listen_override = listen
+        self.state_dir_override = Path(state_dir) if state_dir else None
+        self.metrics = Metrics()
+        self.host = host or make_host(self.config_path, self.metrics)
+        if self.host.on_error is None:
+            self.host.on_error = self.metrics.plugin_error
+        self.notifier = notifier or Notifier()
+        self.schema: ConfigSchema = schema_for(self.host)
+        self.config: ConfigBase | None = None
+        self.scheduler: Scheduler | None = None
+        self.store: Store | None = None
+        self.ready = False
+        self.port: int | None = None
+        self._stop = anyio.Event()
+        self._reload_lock = anyio.Lock()
+        self._tg: TaskGroup | None = None
+        self._result_hook = self.host.has_impls("pudimd_result")
+
+    # -- config -----------------------------------------------------------------------
+
+    def load(self) -> ConfigBase:
+        """Load and validate the config file (blocking).  Raises ConfigError."""
+        return load_config(self.config_path, self.schema)
+
+    def state_dir(self, config: ConfigBase) -> Path:
+        if self.state_dir_override is not None:
+            return self.state_dir_override
+        if config.state_dir is not None:
+            return (self.config_path.resolve().parent / config.state_dir).resolve()
+        return default_state_dir()
+
+    def listen_address(self, config: ConfigBase) -> tuple[str, int]:
+        return parse_host_port(self.listen_override or config.server.listen)
+
+    def store_url(self, config: ConfigBase) -> str:
+        if config.storage.url is not None:
+            return config.storage.url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.state_dir(config) / 'pudimd.db'}"
+
+    # -- running ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the daemon to stop gracefully (what SIGTERM does)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until stopped.  Raises ConfigError, StoreError or ListenError when it cannot
+        start."""
+        config = await anyio.to_thread.run_sync(self.load)
+        configure_logging(config.logging.format, config.logging.level)
+        self.config = config
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_timestamp.set(time.time())
+        storage = config.storage
+        self.store = await Store.open(
+            self.store_url(config),
+            raw_retention=storage.raw_retention,
+            rollup_retention=storage.rollup_retention,
+            batch_interval=storage.batch_interval.total_seconds(),
+            batch_size=storage.batch_size,
+            on_written=self.metrics.results_written.inc,
+            on_error=lambda exc: self.metrics.store_errors.inc(),
+        )
+        self.scheduler = Scheduler(
+            self.host,
+            config.scheduler,
+            on_result=self._on_result,
+            metrics=self.metrics,
+            concurrency=config.plugins.concurrency,
+        )
+        self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
+        self.metrics.scheduler = self.scheduler
+        try:
+            await self._serve(config)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_probes(job.probe for job in self.scheduler.jobs.values())
+                await self.store.close()
+
+    async def _serve(self, config: ConfigBase) -> None:
+        assert self.store is not None and self.scheduler is not None
+        store_svc, api_svc, sched_svc = _Service("store"), _Service("api"), _Service("scheduler")
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._signals)
+            await tg.start(store_svc.run, self.store.run)
+            host, port = self.listen_address(config)
+            self.port = await tg.start(api_svc.run, lambda task_status: serve(make_app(self), host, port, task_status=task_status))
+            await tg.start(sched_svc.run, self.scheduler.run)
+            self.scheduler.apply(config.targets)
+            await self.host.call_event("pudimd_startup", daemon=self)
+            self.ready = True
+            self.notifier.ready(f"{len(self.scheduler.jobs)} targets")
+            log.info(
+                "pudimd started",
+                listen=f"{host}:{self.port}",
+                targets=len(self.scheduler.jobs),
+                config=str(self.config_path),
+                store=self.store.display_url,
+            )
+            interval = watchdog_interval()
+            if interval is not None:
+                tg.start_soon(self._watchdog, interval)
+            await self._stop.wait()
+
+            self.ready = False
+            self.notifier.stopping()
+            log.info("pudimd stopping")
+            with anyio.move_on_after(STOP_TIMEOUT, shield=True) as budget:
+                await sched_svc.stop()
+                await self.host.call_event("pudimd_shutdown", daemon=self)
+                await store_svc.stop()
+                await api_svc.stop()
+            if budget.cancelled_caught:
+                log.error("graceful stop overran its budget", seconds=STOP_TIMEOUT)
+            tg.cancel_scope.cancel()
+        log.info("pudimd stopped")
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    assert self._tg is not None
+                    self._tg.start_soon(self.reload, "sighup")
+                else:
+                    log.info("signal received", signal=signal.Signals(signum).name)
+                    self.stop()
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await anyio.sleep(interval)
+
+    def _on_result(self, job: Job, result: ProbeResult) -> None:
+        assert self.store is not None
+        self.metrics.checks.labels(job.target.probe, "success" if result.success else "failure").inc()
+        self.store.enqueue(job.name, job.target.probe, result)
+        if self._result_hook and self._tg is not None:
+            self._tg.start_soon(self._call_result_hook, job, result)
+
+    async def _call_result_hook(self, job: Job, result: ProbeResult) -> None:
+        await self.host.call_event("pudimd_result", job=job, result=result)
+
+    # -- reload -----------------------------------------------------------------------
+
+    async def reload(self, source: str = "api") -> str | None:
+        """Validate the config file and apply it.  Returns None on success or the error
+        text; a bad config leaves the running one untouched."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                return await self._reload(source)
+            finally:
+                self.notifier.ready()
+
+    async def _reload(self, source: str) -> str | None:
+        assert self.scheduler is not None and self.config is not None
+        started = time.perf_counter()
+        try:
+            config = await anyio.to_thread.run_sync(self.load)
+        except ConfigError as exc:
+            self.metrics.reload_success.set(0)
+            for line in str(exc).splitlines():
+                log.error("config reload failed; the running config stays", source=source, error=line)
+            return str(exc)
+        old = self.config
+        for what, before, after in (
+            ("server.listen", self.listen_address(old), self.listen_address(config)),
+            ("storage", self.store_url(old), self.store_url(config)),
+            ("plugins.disabled", sorted(old.plugins.disabled), sorted(config.plugins.disabled)),
+        ):
+            if before != after:
+                log.warning("this change needs a restart to take effect", setting=what, source=source)
+        configure_logging(config.logging.format, config.logging.level)
+        self.scheduler.configure(config.scheduler, config.plugins.concurrency)
+        self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
+        stats, retired = self.scheduler.apply(config.targets)
+        self.config = config
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_timestamp.set(time.time())
+        if retired and self._tg is not None:
+            self._tg.start_soon(self._close_probes, retired)
+        log.info(
+            "config reloaded",
+            source=source,
+            added=stats.added,
+            changed=stats.changed,
+            removed=stats.removed,
+            unchanged=stats.unchanged,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return None
+
+    async def _close_probes(self, probes: Iterable[Probe]) -> None:
+        for probe in list(probes):
+            aclose = getattr(probe, "aclose", None)
+            if aclose is not None:
+                await self.host.isolate(type(probe).__module__, "aclose", aclose, 5.0)
+

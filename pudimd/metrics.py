@@ -1,0 +1,156 @@
+"""pudimd's own Prometheus metrics, served on ``/metrics``.
+
+Per-target series are not kept in client objects: a collector reads the scheduler's live
+state at scrape time, so a removed target's series vanish with it and a check costs no
+metric updates.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from pudimd import __version__
+
+if TYPE_CHECKING:
+    from pudimd.scheduler import Scheduler
+
+__all__ = ["Metrics"]
+
+LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _TargetCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        scheduler = self.metrics.scheduler
+        labels = ["target", "probe"]
+        up = GaugeMetricFamily("pudimd_target_up", "1 if the last check succeeded, else 0", labels=labels)
+        duration = GaugeMetricFamily(
+            "pudimd_target_check_duration_seconds", "Duration of the last check", labels=labels
+        )
+        last = GaugeMetricFamily(
+            "pudimd_target_last_check_timestamp_seconds",
+            "Unix time the last check started",
+            labels=labels,
+        )
+        phase = GaugeMetricFamily(
+            "pudimd_target_phase_duration_seconds",
+            "Duration of each phase of the last check",
+            labels=[*labels, "phase"],
+        )
+        checks = CounterMetricFamily(
+            "pudimd_target_checks", "Checks run since the target was scheduled", labels=labels
+        )
+        failures = CounterMetricFamily(
+            "pudimd_target_check_failures", "Failed checks since the target was scheduled", labels=labels
+        )
+        if scheduler is not None:
+            for job in list(scheduler.jobs.values()):
+                state = job.state
+                result = state.last
+                values = [job.name, job.target.probe]
+                checks.add_metric(values, state.checks)
+                failures.add_metric(values, state.failures)
+                if result is None:
+                    continue
+                up.add_metric(values, 1.0 if result.success else 0.0)
+                duration.add_metric(values, result.duration)
+                last.add_metric(values, result.timestamp)
+                for name, seconds in result.phases.items():
+                    phase.add_metric([*values, name], seconds)
+        yield from (up, duration, last, phase, checks, failures)
+        targets = GaugeMetricFamily("pudimd_targets", "Scheduled targets")
+        targets.add_metric([], len(scheduler.jobs) if scheduler else 0)
+        in_flight = GaugeMetricFamily("pudimd_checks_in_flight", "Checks running now")
+        in_flight.add_metric([], scheduler.in_flight if scheduler else 0)
+        yield targets
+        yield in_flight
+
+
+class Metrics:
+    """Every metric the daemon exports, on its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.scheduler: Scheduler | None = None
+        r = self.registry
+        self.build_info = Info("pudimd_build", "pudimd build information", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.start_time = Gauge(
+            "pudimd_start_time_seconds", "Unix time the daemon started", registry=r
+        )
+        self.start_time.set(time.time())
+        self.lateness = Histogram(
+            "pudimd_scheduler_lateness_seconds",
+            "How late checks start after their scheduled time",
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.skipped_runs = Counter(
+            "pudimd_scheduler_skipped_runs",
+            "Scheduled runs skipped because the target's previous check still ran",
+            ["probe", "reason"],
+            registry=r,
+        )
+        self.missed_runs = Counter(
+            "pudimd_scheduler_missed_runs",
+            "Scheduled runs dropped because the scheduler fell behind (see missed_runs)",
+            ["probe"],
+            registry=r,
+        )
+        self.checks = Counter(
+            "pudimd_checks", "Checks completed", ["probe", "result"], registry=r
+        )
+        self.plugin_errors = Counter(
+            "pudimd_plugin_errors",
+            "Plugin calls that raised or timed out",
+            ["plugin", "hook"],
+            registry=r,
+        )
+        self.reload_success = Gauge(
+            "pudimd_config_last_reload_successful",
+            "1 if the last config (re)load succeeded, else 0",
+            registry=r,
+        )
+        self.reload_timestamp = Gauge(
+            "pudimd_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config (re)load",
+            registry=r,
+        )
+        self.results_written = Counter(
+            "pudimd_store_results_written", "Results written to the store", registry=r
+        )
+        self.store_errors = Counter(
+            "pudimd_store_write_errors", "Failed store writes (retried)", registry=r
+        )
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        r.register(_TargetCollector(self))
+
+    def plugin_error(self, plugin: str, hook: str, _exc: BaseException | None = None) -> None:
+        """Count one plugin failure."""
+        self.plugin_errors.labels(plugin=plugin, hook=hook).inc()
+
+    def render(self) -> bytes:
+        """The exposition-format text of every metric."""
+        return generate_latest(self.registry)
