@@ -10,8 +10,9 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -28,7 +29,10 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def _config_option(required: bool = False) -> Any:
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def _config_option(required: bool = False) -> Callable[[FC], FC]:
     return click.option(
         "-c",
         "--config",
@@ -53,7 +57,9 @@ def cli() -> None:
 
 @cli.command()
 @_config_option()
-@click.option("--listen", metavar="HOST:PORT", help="Listen address (default: server.listen, 127.0.0.1:9797).")
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Listen address (default: server.listen, 127.0.0.1:9797)."
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -118,7 +124,7 @@ def check_config(files: tuple[Path, ...]) -> None:
 def plugins(config_path: Path, as_json: bool) -> None:
     """List installed plugins: name, kinds, types, distribution, version, status."""
     from pudimd.daemon import make_host
-    from pudimd.plugins import PluginError
+    from pudimd.plugins import PluginError, PluginInfo
 
     host = make_host(config_path if config_path.exists() else None)
     try:
@@ -126,40 +132,46 @@ def plugins(config_path: Path, as_json: bool) -> None:
             host.types(kind)
     except PluginError as exc:
         _fail(str(exc))
-    rows = []
-    for info in sorted(host.infos.values(), key=lambda i: i.name):
-        status = "disabled" if info.disabled else (f"error: {info.error}" if info.error else "ok")
-        rows.append(
+    infos = sorted(host.infos.values(), key=lambda i: i.name)
+
+    def status(info: PluginInfo) -> str:
+        if info.disabled:
+            return "disabled"
+        return f"error: {info.error}" if info.error else "ok"
+
+    if as_json:
+        rows = [
             {
                 "name": info.name,
                 "kinds": info.kinds,
-                "types": {k: v for k, v in info.types.items()},
+                "types": info.types,
                 "module": info.module,
                 "distribution": info.distribution,
                 "version": info.version,
-                "status": status,
+                "status": status(info),
                 "error": info.error,
             }
-        )
-    if as_json:
+            for info in infos
+        ]
         click.echo(json.dumps(rows, indent=2))
         return
     table = [("NAME", "KIND", "TYPES", "DISTRIBUTION", "VERSION", "STATUS")]
-    for row in rows:
-        types = ", ".join(t for ts in row["types"].values() for t in ts) or "-"
+    for info in infos:
+        types = ", ".join(t for names in info.types.values() for t in names) or "-"
         table.append(
             (
-                row["name"],
-                ",".join(row["kinds"]) or "-",
+                info.name,
+                ",".join(info.kinds) or "-",
                 types,
-                row["distribution"] or "-",
-                row["version"] or "-",
-                row["status"],
+                info.distribution or "-",
+                info.version or "-",
+                status(info),
             )
         )
-    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
-    for r in table:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        click.echo(f"{cells}  {row[-1]}")
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
@@ -171,7 +183,8 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="--set")
         try:
-            value = yaml_rs.loads(f"v: {raw}", parse_datetime=False)["v"] if raw else ""
+            parsed: Any = yaml_rs.loads(f"v: {raw}", parse_datetime=False)
+            value = parsed["v"] if raw else ""
         except Exception:
             value = raw
         node = out
@@ -185,12 +198,19 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
 @cli.command()
 @click.argument("probe_type", metavar="TYPE")
 @click.argument("target")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A probe setting (repeatable).")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="A probe setting (repeatable)."
+)
 @click.option("--timeout", default="10s", show_default=True, help="Time limit of the check.")
 @click.option("--json", "as_json", is_flag=True, help="Output the result as JSON.")
 @_config_option()
 def probe(
-    probe_type: str, target: str, sets: tuple[str, ...], timeout: str, as_json: bool, config_path: Path
+    probe_type: str,
+    target: str,
+    sets: tuple[str, ...],
+    timeout: str,
+    as_json: bool,
+    config_path: Path,
 ) -> None:
     """Run one TYPE check of TARGET now and print the result; exit 1 if it failed.
 
@@ -208,7 +228,13 @@ def probe(
     schema = schema_for(host)
     doc = {
         "targets": [
-            {"name": "cli", "probe": probe_type, "target": target, "timeout": timeout, probe_type: _parse_sets(sets)}
+            {
+                "name": "cli",
+                "probe": probe_type,
+                "target": target,
+                "timeout": timeout,
+                probe_type: _parse_sets(sets),
+            }
         ]
     }
     try:
@@ -247,7 +273,9 @@ def probe(
 
 @cli.command()
 @_config_option()
-@click.option("--listen", metavar="HOST:PORT", help="Address of the running daemon (default: server.listen).")
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Address of the running daemon (default: server.listen)."
+)
 def reload(config_path: Path, listen: str | None) -> None:
     """Ask the running daemon to reload its config (POST /-/reload); exit 1 if refused."""
     from pudimd.config.models import DEFAULT_LISTEN
@@ -285,7 +313,9 @@ def config() -> None:
 
 @config.command("schema")
 @_config_option()
-@click.option("--markdown", is_flag=True, help="Print the Markdown reference instead of JSON Schema.")
+@click.option(
+    "--markdown", is_flag=True, help="Print the Markdown reference instead of JSON Schema."
+)
 def config_schema(config_path: Path, markdown: bool) -> None:
     """Print the JSON Schema of the config file, covering every installed plugin."""
     from pudimd.config import schema_for

@@ -7,6 +7,7 @@ These Protocols are the whole contract; see ``docs/plugins.md`` for a worked exa
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ class PluginType(Protocol):
     """What every plugin type has: a ``type`` name and a ``Settings`` model."""
 
     type: ClassVar[str]
-    Settings: ClassVar[type[PluginSettings]]
+    Settings: ClassVar[builtins.type[PluginSettings]]
 
 
 class Probe(Protocol):

@@ -24,6 +24,7 @@ from pudimd.plugins import PluginHost
 from pudimd.scheduler import Job, Scheduler
 from pudimd.sdnotify import Notifier, watchdog_interval
 from pudimd.store import Store
+from pudimd.store.errors import mask_url
 
 if TYPE_CHECKING:
     from pudimd.contracts import Probe
@@ -41,7 +42,7 @@ def _peek(path: str | Path, section: str, key: str) -> Any:
     """``section.key`` of the config file read without validation (None when the file or
     the value is not there); the full load reports any problem."""
     try:
-        data = yaml_rs.loads(Path(path).read_text(encoding="utf-8"), parse_datetime=False)
+        data: Any = yaml_rs.loads(Path(path).read_text(encoding="utf-8"), parse_datetime=False)
         return data.get(section, {}).get(key)
     except Exception:
         return None
@@ -78,7 +79,10 @@ class _Service:
         self.done = anyio.Event()
 
     async def run(
-        self, fn: Callable[..., Awaitable[Any]], *, task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        task_status: TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
             with self.scope:
@@ -191,7 +195,10 @@ class Daemon:
             tg.start_soon(self._signals)
             await tg.start(store_svc.run, self.store.run)
             host, port = self.listen_address(config)
-            self.port = await tg.start(api_svc.run, lambda task_status: serve(make_app(self), host, port, task_status=task_status))
+            self.port = await tg.start(
+                api_svc.run,
+                lambda task_status: serve(make_app(self), host, port, task_status=task_status),
+            )
             await tg.start(sched_svc.run, self.scheduler.run)
             self.scheduler.apply(config.targets)
             await self.host.call_event("pudimd_startup", daemon=self)
@@ -202,7 +209,7 @@ class Daemon:
                 listen=f"{host}:{self.port}",
                 targets=len(self.scheduler.jobs),
                 config=str(self.config_path),
-                store=self.store.display_url,
+                store=mask_url(self.store_url(config)),
             )
             interval = watchdog_interval()
             if interval is not None:
@@ -239,7 +246,9 @@ class Daemon:
 
     def _on_result(self, job: Job, result: ProbeResult) -> None:
         assert self.store is not None
-        self.metrics.checks.labels(job.target.probe, "success" if result.success else "failure").inc()
+        self.metrics.checks.labels(
+            job.target.probe, "success" if result.success else "failure"
+        ).inc()
         self.store.enqueue(job.name, job.target.probe, result)
         if self._result_hook and self._tg is not None:
             self._tg.start_soon(self._call_result_hook, job, result)
@@ -267,7 +276,9 @@ class Daemon:
         except ConfigError as exc:
             self.metrics.reload_success.set(0)
             for line in str(exc).splitlines():
-                log.error("config reload failed; the running config stays", source=source, error=line)
+                log.error(
+                    "config reload failed; the running config stays", source=source, error=line
+                )
             return str(exc)
         old = self.config
         for what, before, after in (
@@ -276,7 +287,9 @@ class Daemon:
             ("plugins.disabled", sorted(old.plugins.disabled), sorted(config.plugins.disabled)),
         ):
             if before != after:
-                log.warning("this change needs a restart to take effect", setting=what, source=source)
+                log.warning(
+                    "this change needs a restart to take effect", setting=what, source=source
+                )
         configure_logging(config.logging.format, config.logging.level)
         self.scheduler.configure(config.scheduler, config.plugins.concurrency)
         self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
@@ -302,4 +315,3 @@ class Daemon:
             aclose = getattr(probe, "aclose", None)
             if aclose is not None:
                 await self.host.isolate(type(probe).__module__, "aclose", aclose, 5.0)
-

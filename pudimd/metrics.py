@@ -43,7 +43,9 @@ class _TargetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         scheduler = self.metrics.scheduler
         labels = ["target", "probe"]
-        up = GaugeMetricFamily("pudimd_target_up", "1 if the last check succeeded, else 0", labels=labels)
+        up = GaugeMetricFamily(
+            "pudimd_target_up", "1 if the last check succeeded, else 0", labels=labels
+        )
         duration = GaugeMetricFamily(
             "pudimd_target_check_duration_seconds", "Duration of the last check", labels=labels
         )
@@ -61,7 +63,9 @@ class _TargetCollector(Collector):
             "pudimd_target_checks", "Checks run since the target was scheduled", labels=labels
         )
         failures = CounterMetricFamily(
-            "pudimd_target_check_failures", "Failed checks since the target was scheduled", labels=labels
+            "pudimd_target_check_failures",
+            "Failed checks since the target was scheduled",
+            labels=labels,
         )
         if scheduler is not None:
             for job in list(scheduler.jobs.values()):
@@ -117,9 +121,7 @@ class Metrics:
             ["probe"],
             registry=r,
         )
-        self.checks = Counter(
-            "pudimd_checks", "Checks completed", ["probe", "result"], registry=r
-        )
+        self.checks = Counter("pudimd_checks", "Checks completed", ["probe", "result"], registry=r)
         self.plugin_errors = Counter(
             "pudimd_plugin_errors",
             "Plugin calls that raised or timed out",

@@ -7,6 +7,7 @@ module (or object) with ``@hookimpl`` functions, registered under the entry poin
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -233,10 +234,8 @@ class PluginHost:
         results."""
         results: list[Any] = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            args = {name: kwargs[name] for name in impl.argnames}
-            ok, value = await self.isolate(
-                impl.plugin_name, hook_name, lambda: impl.function(**args), self.hook_timeout
-            )
+            call = functools.partial(impl.function, **{n: kwargs[n] for n in impl.argnames})
+            ok, value = await self.isolate(impl.plugin_name, hook_name, call, self.hook_timeout)
             if ok and value is not None:
                 results.append(value)
         return results
@@ -265,8 +264,6 @@ class PluginHost:
         return False, error
 
     def _record_error(self, plugin: str, hook: str, exc: BaseException) -> None:
-        log.error(
-            "plugin error", plugin=plugin, hook=hook, error=f"{type(exc).__name__}: {exc}"
-        )
+        log.error("plugin error", plugin=plugin, hook=hook, error=f"{type(exc).__name__}: {exc}")
         if self.on_error is not None:
             self.on_error(plugin, hook, exc)

@@ -306,10 +306,13 @@ class Scheduler:
         wall = time.time()
         assert job.target.timeout is not None
         timeout = job.target.timeout.total_seconds()
+        # The probe enforces ``timeout`` itself (and says which phase overran); the hard
+        # limit a little later catches a probe that hangs.
+        hard_limit = timeout + max(0.1, 0.05 * timeout)
         self.in_flight += 1
         try:
             ok, value = await self.host.isolate(
-                job.plugin, "check", lambda: job.probe.check(job.target.target, timeout), timeout
+                job.plugin, "check", lambda: job.probe.check(job.target.target, timeout), hard_limit
             )
         finally:
             self.in_flight -= 1
@@ -324,7 +327,9 @@ class Scheduler:
         elif isinstance(value, TimeoutError):
             result = ProbeResult.failure(f"timeout after {timeout:g}s")
         else:
-            result = ProbeResult.failure(f"plugin {job.plugin!r} raised {type(value).__name__}: {value}")
+            result = ProbeResult.failure(
+                f"plugin {job.plugin!r} raised {type(value).__name__}: {value}"
+            )
         if not result.duration:
             result.duration = elapsed
         result.timestamp = wall

@@ -34,6 +34,9 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the event loop: a receiver that does not read (a full queue)
+                # loses the message instead.
+                sock.setblocking(False)
                 sock.sendto("\n".join(lines).encode(), self.address)
         except OSError:
             return False

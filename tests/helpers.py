@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 
 import pytest
 
@@ -34,3 +35,7 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+PUDIMD = [sys.executable, "-m", "pudimd"]
+"""The ``pudimd`` command of the Python running the tests."""

@@ -64,9 +64,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/", _index)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/-/healthy", _healthy)
-    app.router.add_head("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
-    app.router.add_head("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
     app.router.add_put("/-/reload", _reload)
     return app
@@ -89,10 +87,7 @@ async def serve(
             await site.start()
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        server = site._server
-        bound = port
-        if server is not None and getattr(server, "sockets", None):
-            bound = server.sockets[0].getsockname()[1]
+        bound = runner.addresses[0][1] if runner.addresses else port
         task_status.started(bound)
         await anyio.sleep_forever()
     finally:

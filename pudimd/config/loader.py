@@ -56,7 +56,9 @@ def load_config(
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")]) from None
+        raise ConfigError(
+            [Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")]
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
     return load_config_text(text, schema, file=str(path), env=env)
@@ -109,7 +111,9 @@ def load_config_text(
     return config
 
 
-def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str | int, ...], problem: Any) -> Any:
+def _interpolate(
+    value: Any, env: Mapping[str, str], path: tuple[str | int, ...], problem: Any
+) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
     if isinstance(value, str):
         if "$" not in value:
@@ -147,7 +151,11 @@ def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) ->
         if key in _DEFAULT_KEYS:
             continue
         if key not in schema.probe_types:
-            problem(("defaults", key), _unknown_field(key, [*_DEFAULT_KEYS, *schema.probe_types]), key=True)
+            problem(
+                ("defaults", key),
+                _unknown_field(key, [*_DEFAULT_KEYS, *schema.probe_types]),
+                key=True,
+            )
         elif not isinstance(value, dict):
             problem(("defaults", key), f"expected a mapping of {key} probe settings")
     if not isinstance(targets, list):
@@ -159,7 +167,10 @@ def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) ->
         name = target.get("name")
         if isinstance(name, str):
             if name in seen:
-                problem(("targets", index, "name"), f"duplicate target name {name!r} (first at targets[{seen[name]}])")
+                problem(
+                    ("targets", index, "name"),
+                    f"duplicate target name {name!r} (first at targets[{seen[name]}])",
+                )
             seen.setdefault(name, index)
         labels = defaults.get("labels")
         if isinstance(labels, dict) and isinstance(target.get("labels", {}), dict):
@@ -178,14 +189,21 @@ def _unknown_field(name: str, known: Collection[str]) -> str:
     return f"unknown field {name!r}{hint}"
 
 
-def _explain(error: Any, data: dict[str, Any], schema: ConfigSchema) -> tuple[list[str | int], str, bool]:
+def _explain(
+    error: Any, data: dict[str, Any], schema: ConfigSchema
+) -> tuple[list[str | int], str, bool]:
     """Turn one pydantic error into (path in the file, one-line reason, points at key)."""
     loc = list(error["loc"])
     kind = error["type"]
     # A discriminated union inserts the tag into the path: targets.3.<http>.interval.
-    if len(schema.probe_types) > 1 and len(loc) > 2 and loc[0] == "targets" and isinstance(loc[1], int):
-        if kind not in ("union_tag_invalid", "union_tag_not_found"):
-            del loc[2]
+    if (
+        len(schema.probe_types) > 1
+        and len(loc) > 2
+        and loc[0] == "targets"
+        and isinstance(loc[1], int)
+        and kind not in ("union_tag_invalid", "union_tag_not_found")
+    ):
+        del loc[2]
     installed = ", ".join(schema.probe_types) or "none installed"
     if kind in ("union_tag_invalid", "union_tag_not_found") or (
         kind == "literal_error" and loc[-1:] == ["probe"] and loc[:1] == ["targets"]

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
-from pudimd.durations import Duration, PositiveDuration
+from pudimd.durations import PositiveDuration
 from pudimd.settings import PluginSettings, SecretFile, StrictModel
 
 __all__ = [
@@ -74,12 +74,15 @@ class StorageConfig(StrictModel):
         "Default: SQLite (WAL) at <state_dir>/pudimd.db",
     )
     url_file: SecretFile | None = Field(None, description="File holding `url` (it has a password)")
-    raw_retention: PositiveDuration = Field(timedelta(days=7), description="How long raw results are kept")
+    raw_retention: PositiveDuration = Field(
+        timedelta(days=7), description="How long raw results are kept"
+    )
     rollup_retention: PositiveDuration = Field(
         timedelta(days=90), description="How long per-minute and per-hour rollups are kept"
     )
     batch_interval: PositiveDuration = Field(
-        timedelta(seconds=1), description="Results are written at most this often, in one transaction"
+        timedelta(seconds=1),
+        description="Results are written at most this often, in one transaction",
     )
     batch_size: int = Field(5000, gt=0, description="Write sooner when this many results wait")
 
@@ -148,7 +151,9 @@ class TargetBase(StrictModel):
     name: str = Field(description="Unique name of the target")
     probe: str = Field(description="Probe type (see `pudimd plugins`)")
     target: str = Field(description="What to probe: a URL, host:port, path... (per probe)")
-    interval: PositiveDuration | None = Field(None, description="Check interval (default from defaults)")
+    interval: PositiveDuration | None = Field(
+        None, description="Check interval (default from defaults)"
+    )
     cron: str | None = Field(None, description="Cron schedule instead of an interval")
     timezone: str | None = Field(None, description="Time zone of the cron schedule (default UTC)")
     timeout: PositiveDuration | None = Field(None, description="Per-check time limit")
@@ -193,11 +198,7 @@ class TargetBase(StrictModel):
             raise ValueError("set interval or cron, not both")
         if self.timezone is not None and self.cron is None:
             raise ValueError("timezone applies to cron schedules only")
-        if (
-            self.interval is not None
-            and self.timeout is not None
-            and self.timeout > self.interval
-        ):
+        if self.interval is not None and self.timeout is not None and self.timeout > self.interval:
             raise ValueError(
                 f"timeout ({self.timeout.total_seconds():g}s) must not exceed "
                 f"interval ({self.interval.total_seconds():g}s)"
@@ -274,7 +275,7 @@ def build_config_model(probe_types: dict[str, type[Any]]) -> type[ConfigBase]:
         item: Any = Annotated[union, Field(discriminator="probe")] if len(targets) > 1 else union
     else:
         item = TargetBase
-    model: type[ConfigBase] = create_model(  # type: ignore[call-overload]
+    model: type[ConfigBase] = create_model(
         "Config",
         __base__=ConfigBase,
         __doc__=ConfigBase.__doc__,

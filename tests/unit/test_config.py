@@ -73,12 +73,20 @@ def test_malformed_yaml_names_line_and_column(schema: ConfigSchema) -> None:
 
 def test_unknown_probe_type_lists_installed_ones(schema: ConfigSchema) -> None:
     (line,) = problems("targets:\n  - name: a\n    probe: htp\n    target: x\n", schema)
-    assert line == "pudimd.yaml:3:12: targets[0].probe: unknown probe type 'htp' (installed: broken, echo)"
+    assert (
+        line
+        == "pudimd.yaml:3:12: targets[0].probe: unknown probe type 'htp' (installed: broken, echo)"
+    )
 
 
 def test_unknown_field_suggests_the_close_one(schema: ConfigSchema) -> None:
-    (line,) = problems("targets:\n  - name: a\n    probe: echo\n    target: x\n    intervl: 5s\n", schema)
-    assert line == "pudimd.yaml:5:5: targets[0].intervl: unknown field 'intervl'; did you mean 'interval'?"
+    (line,) = problems(
+        "targets:\n  - name: a\n    probe: echo\n    target: x\n    intervl: 5s\n", schema
+    )
+    assert (
+        line
+        == "pudimd.yaml:5:5: targets[0].intervl: unknown field 'intervl'; did you mean 'interval'?"
+    )
 
 
 def test_mistyped_plugin_setting_is_located_in_its_block(schema: ConfigSchema) -> None:
@@ -100,17 +108,23 @@ def test_bad_cron_is_refused(schema: ConfigSchema) -> None:
 
 
 def test_interval_and_cron_together_are_refused(schema: ConfigSchema) -> None:
-    (line,) = problems("targets:\n  - {name: a, probe: echo, target: x, cron: '* * * * *', interval: 1m}\n", schema)
+    (line,) = problems(
+        "targets:\n  - {name: a, probe: echo, target: x, cron: '* * * * *', interval: 1m}\n", schema
+    )
     assert "set interval or cron, not both" in line
 
 
 def test_timeout_longer_than_interval_is_refused(schema: ConfigSchema) -> None:
-    (line,) = problems("targets:\n  - {name: a, probe: echo, target: x, interval: 5s, timeout: 10s}\n", schema)
+    (line,) = problems(
+        "targets:\n  - {name: a, probe: echo, target: x, interval: 5s, timeout: 10s}\n", schema
+    )
     assert "timeout (10s) must not exceed interval (5s)" in line
 
 
 def test_duplicate_target_names_point_at_the_second(schema: ConfigSchema) -> None:
-    text = "targets:\n  - {name: a, probe: echo, target: x}\n  - {name: a, probe: echo, target: y}\n"
+    text = (
+        "targets:\n  - {name: a, probe: echo, target: x}\n  - {name: a, probe: echo, target: y}\n"
+    )
     (line,) = problems(text, schema)
     assert line.startswith("pudimd.yaml:3:")
     assert "duplicate target name 'a' (first at targets[0])" in line
@@ -152,7 +166,9 @@ def test_secret_file_is_read_and_never_shown(schema: ConfigSchema, tmp_path: Pat
 
 def test_missing_secret_file_is_an_error_at_its_key(schema: ConfigSchema, tmp_path: Path) -> None:
     cfg = tmp_path / "pudimd.yaml"
-    cfg.write_text("targets:\n  - name: a\n    probe: echo\n    target: x\n    echo:\n      token_file: /nonexistent/token\n")
+    cfg.write_text(
+        "targets:\n  - name: a\n    probe: echo\n    target: x\n    echo:\n      token_file: /nonexistent/token\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(cfg, schema)
     (line,) = str(info.value).splitlines()
@@ -178,4 +194,6 @@ def test_json_schema_covers_plugin_settings(schema: ConfigSchema) -> None:
     defs = doc["$defs"]
     assert "EchoSettings" in defs and "BrokenSettings" in defs
     assert defs["EchoTarget"]["properties"]["probe"]["const"] == "echo"
-    assert "reference" not in reference_markdown(schema).lower() or "EchoSettings" in reference_markdown(schema)
+    assert "reference" not in reference_markdown(
+        schema
+    ).lower() or "EchoSettings" in reference_markdown(schema)

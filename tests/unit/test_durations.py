@@ -10,7 +10,18 @@ from pudimd.durations import Duration, PositiveDuration, format_duration, parse_
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("7d", 604800), ("2w", 1209600), (45, 45), ("1.5s", 1.5), ("2", 2)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("7d", 604800),
+        ("2w", 1209600),
+        (45, 45),
+        ("1.5s", 1.5),
+        ("2", 2),
+    ],
 )
 def test_parse_duration_accepts_prometheus_forms(text: str | int, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds

@@ -43,7 +43,9 @@ def test_two_plugins_claiming_one_type_name_both_named() -> None:
     host = PluginHost()
     host.register(EchoPlugin(), "first")
     host.register(Again(), "second")
-    with pytest.raises(PluginError, match=r"'echo' is provided by both plugin 'first' and plugin 'second'"):
+    with pytest.raises(
+        PluginError, match=r"'echo' is provided by both plugin 'first' and plugin 'second'"
+    ):
         host.types("probe")
 
 
@@ -58,7 +60,7 @@ def test_type_without_settings_is_refused() -> None:
 
     host = PluginHost()
     host.register(Plugin(), "bad")
-    with pytest.raises(PluginError, match="bad.*Settings"):
+    with pytest.raises(PluginError, match=r"bad.*Settings"):
         host.types("probe")
 
 

@@ -1,0 +1,80 @@
+"""Creating the async engine: SQLite (WAL, created on first use) or PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import structlog
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from pudimd.store.errors import StoreError, describe, mask_url
+from pudimd.store.migrate import upgrade
+
+__all__ = ["open_engine"]
+
+log = structlog.get_logger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a PostgreSQL server before giving up."""
+
+
+async def open_engine(url: str) -> AsyncEngine:
+    """An engine for ``url`` with the schema migrated to the latest revision.
+
+    Raises :class:`StoreError` (``cannot open database <masked url>: <reason>``) on any
+    failure: a bad URL, an unknown or non-async driver, an unwritable path, an unreachable
+    server.
+    """
+    engine: AsyncEngine | None = None
+    try:
+        parsed = make_url(url)
+        engine = await _create(parsed)
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            if parsed.get_backend_name() == "sqlite":
+                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                if mode != "wal" and parsed.database not in (None, "", ":memory:"):
+                    log.warning("sqlite WAL mode unavailable", url=mask_url(url), mode=mode)
+    except BaseException as exc:
+        if engine is not None:
+            with anyio.CancelScope(shield=True):
+                await engine.dispose()
+        if isinstance(exc, Exception):
+            reason = describe(exc, url)
+            raise StoreError(f"cannot open database {mask_url(url)}: {reason}") from exc
+        raise
+    return engine
+
+
+async def _create(url: URL) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        await _make_parent_dir(url)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.get_driver_name() == "asyncpg" and "timeout" not in url.query:
+        connect_args["timeout"] = CONNECT_TIMEOUT
+    return create_async_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+async def _make_parent_dir(url: URL) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    await anyio.Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()

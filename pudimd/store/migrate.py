@@ -1,0 +1,59 @@
+"""Apply the store's Alembic migrations programmatically (no ``alembic.ini``).
+
+The revisions live in ``pudimd/store/migrations/versions``; to add one, copy
+``migrations/script.py.mako`` by hand into ``versions/NNNN_what.py`` (revision ids are
+four-digit numbers) and change :mod:`pudimd.store.tables` to match: a test compares the
+migrated schema with the tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+"""The Alembic script directory shipped in the package."""
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at :data:`MIGRATIONS`, built in code."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    return config
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Migrate the database behind ``engine`` to ``revision``, in one transaction where
+    the database allows (PostgreSQL)."""
+    config = alembic_config()
+    # Reading the revision files is file I/O: do it off the event loop.
+    script = await anyio.to_thread.run_sync(_load_scripts, config)
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, config, script, revision)
+
+
+def _load_scripts(config: Config) -> ScriptDirectory:
+    script = ScriptDirectory.from_config(config)
+    script.get_revisions("heads")  # loads every revision module now
+    return script
+
+
+def _upgrade(
+    connection: Connection, config: Config, script: ScriptDirectory, revision: str
+) -> None:
+    config.attributes["connection"] = connection
+
+    def steps(rev: Any, context: Any) -> Any:
+        return script._upgrade_revs(revision, rev)
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev=revision):
+        script.run_env()
