@@ -86,13 +86,26 @@ def run(config_path: Path, listen: str | None, state_dir: Path | None) -> None:
             parse_host_port(listen)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--listen") from None
+    known = (ConfigError, StoreError, ListenError, PluginError)
     try:
         daemon = Daemon(config_path, listen=listen, state_dir=state_dir)
         anyio.run(daemon.run)
-    except (ConfigError, StoreError, ListenError, PluginError) as exc:
+    except known as exc:
         _fail(str(exc))
+    except BaseExceptionGroup as group:  # raised inside the task group
+        found = group.subgroup(lambda exc: isinstance(exc, known))
+        if found is None:
+            raise
+        _fail("\n".join(str(exc) for exc in _leaves(found)))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 @cli.command("check-config")
