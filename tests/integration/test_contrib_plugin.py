@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,9 +40,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def with_plugin(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def with_plugin(site: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
-    yield dict(os.environ)
+    return dict(os.environ)
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
