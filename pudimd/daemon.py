@@ -134,7 +134,7 @@ class Daemon:
 
     def state_dir(self, config: ConfigBase) -> Path:
         if self.state_dir_override is not None:
-            return self.state_dir_override
+            return self.state_dir_override.resolve()
         if config.state_dir is not None:
             return (self.config_path.resolve().parent / config.state_dir).resolve()
         return default_state_dir()
