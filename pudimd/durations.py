@@ -6,6 +6,7 @@ number of seconds.  Parsed into :class:`datetime.timedelta`.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -39,16 +40,23 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, int | float):
         return timedelta(seconds=value)
     if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise ValueError(f"invalid duration {value!r}: must not be negative")
-        if _WHOLE.fullmatch(text):
-            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
-            return timedelta(seconds=seconds)
-        try:
-            return timedelta(seconds=float(text))
-        except ValueError:
-            pass
+        return _parse_text(value)
+    raise ValueError(f"invalid duration {value!r}: expected e.g. 500ms, 30s, 5m, 1h")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_text(value: str) -> timedelta:
+    """Configs repeat a handful of durations thousands of times: parse each once."""
+    text = value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"invalid duration {value!r}: must not be negative")
+    if _WHOLE.fullmatch(text):
+        seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=float(text))
+    except ValueError:
+        pass
     raise ValueError(f"invalid duration {value!r}: expected e.g. 500ms, 30s, 5m, 1h")
 
 

@@ -13,7 +13,7 @@ next to ``x: SecretStr | None = None`` and the base class reads the file into ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
@@ -70,14 +70,23 @@ class StrictModel(BaseModel):
 class PluginSettings(StrictModel):
     """Base class of every plugin's ``Settings``.  Fills ``x`` from ``x_file``."""
 
+    __secret_files__: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.model_fields
+        cls.__secret_files__ = tuple(
+            (name, name[: -len("_file")])
+            for name in fields
+            if name.endswith("_file") and name[: -len("_file")] in fields
+        )
+
     @model_validator(mode="after")
     def _secret_files(self) -> Self:
-        for name in type(self).model_fields:
-            if not name.endswith("_file"):
-                continue
-            base = name[: -len("_file")]
+        for name, base in self.__secret_files__:
             loaded = getattr(self, name)
-            if loaded is None or base not in type(self).model_fields:
+            if loaded is None:
                 continue
             if getattr(self, base) is not None:
                 raise ValueError(f"set {base} or {name}, not both")

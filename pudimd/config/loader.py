@@ -95,7 +95,8 @@ def load_config_text(
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, 1, "", "the top level must be a mapping of sections")])
 
-    data = _interpolate(data, env, (), problem)
+    if "$" in text:
+        data = _interpolate(data, env, (), problem)
     _merge_defaults(data, schema, problem)
     if problems:
         raise ConfigError(problems)

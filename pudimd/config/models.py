@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -210,11 +209,6 @@ class TargetBase(StrictModel):
         """The probe's own settings (the block under the probe type's name)."""
         value: PluginSettings = getattr(self, self.probe)
         return value
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """Identity of the whole target config: equal fingerprints, nothing changed."""
-        return self.model_dump_json()
 
     @property
     def schedule_key(self) -> tuple[Any, ...]:

@@ -338,3 +338,12 @@ async def test_removed_target_in_flight_is_cancelled(
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
     assert seen == []
+
+
+async def test_a_changed_secret_is_a_changed_target(host: PluginHost, schema: ConfigSchema) -> None:
+    scheduler = Scheduler(host, SchedulerConfig())
+    scheduler.apply(targets(schema, "targets:\n  - {name: a, probe: echo, target: x, echo: {token: one}}\n"))
+    stats, _ = scheduler.apply(targets(schema, "targets:\n  - {name: a, probe: echo, target: x, echo: {token: one}}\n"))
+    assert stats.unchanged == 1
+    stats, _ = scheduler.apply(targets(schema, "targets:\n  - {name: a, probe: echo, target: x, echo: {token: two}}\n"))
+    assert stats.changed == 1, "secrets compare by value even though they print as stars"
