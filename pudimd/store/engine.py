@@ -18,6 +18,9 @@ __all__ = ["open_engine"]
 log = structlog.get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_CACHE_KIB = 32768
+"""Page cache per SQLite connection (a ceiling, not an allocation).  A batch dirties
+about one index page per target; when they all fit, the commit writes each once."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a PostgreSQL server before giving up."""
 
@@ -76,5 +79,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     finally:
         cursor.close()

@@ -8,6 +8,7 @@ migrated schema with the tables.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
+
+_IN_PROCESS = threading.Lock()  # polled, never waited on: usable from any event loop
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 """The Alembic script directory shipped in the package."""
@@ -37,8 +40,16 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     config = alembic_config()
     # Reading the revision files is file I/O: do it off the event loop.
     script = await anyio.to_thread.run_sync(_load_scripts, config)
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, config, script, revision)
+    # Alembic's `context` and `op` are process-wide proxies: two migrations interleaving
+    # on one event loop would drive each other's connection.  Other processes are kept
+    # out by env.py (an advisory lock on PostgreSQL).
+    while not _IN_PROCESS.acquire(blocking=False):  # noqa: ASYNC110 (see _IN_PROCESS)
+        await anyio.sleep(0.01)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, config, script, revision)
+    finally:
+        _IN_PROCESS.release()
 
 
 def _load_scripts(config: Config) -> ScriptDirectory:

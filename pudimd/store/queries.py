@@ -16,6 +16,7 @@ from pudimd.store.tables import results, rollups
 
 __all__ = [
     "DELETE_CHUNK",
+    "RESULT_COLUMNS",
     "delete_results_before",
     "delete_rollups_before",
     "insert_results",
@@ -30,7 +31,21 @@ _IN_CHUNK = 500  # targets per "IN (...)" lookup
 DELETE_CHUNK = 20_000
 """Rows deleted per retention transaction."""
 
-_INSERT_RESULTS = insert(results)
+RESULT_COLUMNS = (
+    "target",
+    "probe",
+    "ts",
+    "success",
+    "duration",
+    "status",
+    "message",
+    "phases",
+    "metrics",
+)
+"""Columns of the rows :func:`insert_results` takes, in order."""
+
+_INSERT_RESULTS = insert(results).values({name: bindparam(name) for name in RESULT_COLUMNS})
+_DRIVER_INSERT: dict[str, str | None] = {}  # per dialect: positional SQL, or None
 _INSERT_ROLLUPS = insert(rollups)
 _UPDATE_ROLLUPS = (
     update(rollups)
@@ -50,9 +65,30 @@ _UPDATE_ROLLUPS = (
 )
 
 
-async def insert_results(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert result rows (dicts keyed by column name) with one executemany."""
-    await conn.execute(_INSERT_RESULTS, rows)
+async def insert_results(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert result rows (tuples in :data:`RESULT_COLUMNS` order) with one executemany.
+
+    The values are plain str, float, bool and None, so the INSERT is compiled once per
+    dialect and handed to the driver's own executemany, skipping SQLAlchemy's per-row
+    parameter processing.
+    """
+    dialect = f"{conn.dialect.name}+{conn.dialect.driver}"
+    sql = _DRIVER_INSERT.get(dialect, "")
+    if sql == "":
+        sql = _DRIVER_INSERT[dialect] = _compile_insert(conn)
+    if sql is None:  # a driver with named parameters
+        await conn.execute(
+            _INSERT_RESULTS, [dict(zip(RESULT_COLUMNS, r, strict=True)) for r in rows]
+        )
+    else:
+        await conn.exec_driver_sql(sql, rows)
+
+
+def _compile_insert(conn: AsyncConnection) -> str | None:
+    compiled = _INSERT_RESULTS.compile(dialect=conn.dialect)
+    if compiled.positional and tuple(compiled.positiontup or ()) == RESULT_COLUMNS:
+        return str(compiled)
+    return None
 
 
 async def upsert_rollups(conn: AsyncConnection, buckets: Buckets) -> int:

@@ -18,8 +18,6 @@ BucketKey = tuple[str, int]
 Buckets = dict[BucketKey, dict[str, "Bucket"]]
 """Buckets per period, then per target."""
 
-_RESOLUTION_ITEMS = tuple(RESOLUTIONS.items())
-
 
 @dataclass(slots=True)
 class Bucket:
@@ -65,34 +63,52 @@ class Bucket:
 class Rollups:
     """The buckets not written yet."""
 
-    __slots__ = ("_open",)
+    __slots__ = ("_current", "_open")
 
     def __init__(self) -> None:
         self._open: Buckets = {}
+        # Per target: its latest minute and hour buckets, to skip the lookups in add().
+        self._current: dict[str, tuple[int, Bucket, int, Bucket]] = {}
 
     def __len__(self) -> int:
         return sum(len(targets) for targets in self._open.values())
 
     def add(self, target: str, ts: float, success: bool, duration: float) -> None:
         """Fold a result of ``target`` started at ``ts`` into its minute and hour buckets."""
-        for resolution, size in _RESOLUTION_ITEMS:
-            key = (resolution, int(ts // size) * size)
-            targets = self._open.get(key)
-            if targets is None:
-                targets = self._open[key] = {}
-            bucket = targets.get(target)
-            if bucket is None:
-                bucket = targets[target] = Bucket()
-            bucket.add(success, duration)
+        minute = int(ts // 60) * 60
+        current = self._current.get(target)
+        if current is None or current[0] != minute:
+            hour = int(ts // 3600) * 3600
+            current = (
+                minute,
+                self._bucket(target, "1m", minute),
+                hour,
+                self._bucket(target, "1h", hour),
+            )
+            self._current[target] = current
+        current[1].add(success, duration)
+        current[3].add(success, duration)
+
+    def _bucket(self, target: str, resolution: str, start: int) -> Bucket:
+        targets = self._open.get((resolution, start))
+        if targets is None:
+            targets = self._open[(resolution, start)] = {}
+        bucket = targets.get(target)
+        if bucket is None:
+            bucket = targets[target] = Bucket()
+        return bucket
 
     def take_closed(self, now: float) -> Buckets:
         """Remove and return the buckets whose period ended at or before ``now``."""
         closed = [key for key in self._open if key[1] + RESOLUTIONS[key[0]] <= now]
+        if closed:
+            self._current.clear()
         return {key: self._open.pop(key) for key in closed}
 
     def take_all(self) -> Buckets:
         """Remove and return every bucket, finished or not."""
         taken, self._open = self._open, {}
+        self._current.clear()
         return taken
 
     def put_back(self, buckets: Buckets) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -14,6 +14,7 @@ from typing import Any, Self
 import anyio
 import anyio.abc
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.results import ProbeResult
@@ -33,10 +34,13 @@ SHUTDOWN_FLUSH_TIMEOUT = 5.0
 """Seconds the writer may spend writing what is pending when it is cancelled."""
 MAX_RETRY_DELAY = 30.0
 """Longest wait between two attempts at a failing write, seconds."""
+MAX_TRANSACTION_ROWS = 50_000
+"""Most rows written in one transaction (a backlog is written in several)."""
 CLOSE_GRACE = 5.0
 """Seconds after its period ends before a rollup bucket is written, for late results."""
 
-Row = dict[str, Any]
+Row = tuple[Any, ...]
+"""A ``results`` row, columns in :data:`pudimd.store.queries.RESULT_COLUMNS` order."""
 
 
 class Store:
@@ -73,6 +77,7 @@ class Store:
         self._rollup_retention = rollup_retention.total_seconds()
         self._batch_interval = batch_interval
         self._batch_size = batch_size
+        self._transaction_rows = max(batch_size, MAX_TRANSACTION_ROWS)
         self._retention_interval = retention_interval
         self._on_written = on_written
         self._on_error = on_error
@@ -161,10 +166,10 @@ class Store:
         Never blocks and never touches the database.  A timestamp of 0 means now; a
         negative or non-finite duration is stored as 0.
         """
-        ts = result.timestamp
+        ts = float(result.timestamp)
         if not 0.0 < ts < math.inf:
             ts = time.time()
-        duration = result.duration
+        duration = float(result.duration)
         if not 0.0 <= duration < math.inf:
             duration = 0.0
         success = bool(result.success)
@@ -174,18 +179,20 @@ class Store:
             self._dropped += 1
             return
         status = result.status
+        phases = result.phases
+        metrics = result.metrics
         pending.append(
-            {
-                "target": _text(target),
-                "probe": _text(probe),
-                "ts": ts,
-                "success": success,
-                "duration": duration,
-                "status": None if status is None else _text(str(status)),
-                "message": _text(result.message),
-                "phases": _json(result.phases),
-                "metrics": _json(result.metrics),
-            }
+            (
+                _text(target),
+                _text(probe),
+                ts,
+                success,
+                duration,
+                None if status is None else _text(str(status)),
+                _text(result.message),
+                _ENCODE(phases) if phases else None,
+                _ENCODE(metrics) if metrics else None,
+            )
         )
         if len(pending) >= self._batch_size and self._wake is not None:
             self._wake.set()
@@ -195,8 +202,9 @@ class Store:
     ) -> None:
         """The writer task; start it with ``await task_group.start(store.run)``.
 
-        Every ``batch_interval`` (sooner once ``batch_size`` rows wait) it writes the
-        pending rows, one transaction per ``batch_size`` rows, and the rollup buckets whose
+        Every ``batch_interval`` (sooner once ``batch_size`` rows wait) it writes all the
+        pending rows in one transaction (a backlog of more than
+        :data:`MAX_TRANSACTION_ROWS` in several), and the rollup buckets whose
         period is over; every ``retention_interval`` it applies retention.  A failed write
         is logged, passed to ``on_error`` and retried with backoff, its rows kept.  When
         cancelled it writes everything pending, partial rollup buckets included, for at
@@ -224,9 +232,7 @@ class Store:
         try:
             await self._write(everything=True)
         except Exception as exc:
-            raise StoreError(
-                f"cannot write to database {self._url}: {describe(exc, self._raw_url)}"
-            ) from exc
+            raise self._error("write to", exc) from exc
 
     async def close(self) -> None:
         """Close the database connections.  Pending rows are not written: flush first
@@ -241,21 +247,25 @@ class Store:
         """Delete results older than ``raw_retention`` and rollups older than
         ``rollup_retention`` (relative to ``now``, default the current time).
 
-        Returns ``(results deleted, rollups deleted)``.
+        Returns ``(results deleted, rollups deleted)``; raises :class:`StoreError` when
+        the database fails.
         """
         now = time.time() if now is None else now
         raw_cutoff = now - self._raw_retention
         deleted_results = 0
-        while True:
+        try:
+            while True:
+                async with self._engine.begin() as conn:
+                    n = await queries.delete_results_before(conn, raw_cutoff)
+                deleted_results += n
+                if n < queries.DELETE_CHUNK:
+                    break
             async with self._engine.begin() as conn:
-                n = await queries.delete_results_before(conn, raw_cutoff)
-            deleted_results += n
-            if n < queries.DELETE_CHUNK:
-                break
-        async with self._engine.begin() as conn:
-            deleted_rollups = await queries.delete_rollups_before(
-                conn, now - self._rollup_retention
-            )
+                deleted_rollups = await queries.delete_rollups_before(
+                    conn, now - self._rollup_retention
+                )
+        except SQLAlchemyError as exc:
+            raise self._error("apply retention to", exc) from exc
         if deleted_results or deleted_rollups:
             log.info("store retention applied", results=deleted_results, rollups=deleted_rollups)
         return deleted_results, deleted_rollups
@@ -269,9 +279,15 @@ class Store:
         until: float | None = None,
         limit: int = 1000,
     ) -> list[StoredResult]:
-        """Stored results of ``target`` with ``since <= ts < until``, newest first."""
-        async with self._engine.connect() as conn:
-            return await queries.select_results(conn, target, since, until, limit)
+        """Stored results of ``target`` with ``since <= ts < until``, newest first.
+
+        Results still pending are not included.  Raises :class:`StoreError` when the
+        database fails."""
+        try:
+            async with self._engine.connect() as conn:
+                return await queries.select_results(conn, target, since, until, limit)
+        except SQLAlchemyError as exc:
+            raise self._error("read from", exc) from exc
 
     async def rollups(
         self,
@@ -282,9 +298,13 @@ class Store:
     ) -> list[Rollup]:
         """Stored rollups of ``target`` at ``resolution`` (``"1m"`` or ``"1h"``) with
         ``since <= bucket_start < until``, oldest first.  Buckets still in memory are not
-        included until written."""
-        async with self._engine.connect() as conn:
-            return await queries.select_rollups(conn, target, resolution, since, until)
+        included until written.  Raises ValueError for another resolution and
+        :class:`StoreError` when the database fails."""
+        try:
+            async with self._engine.connect() as conn:
+                return await queries.select_rollups(conn, target, resolution, since, until)
+        except SQLAlchemyError as exc:
+            raise self._error("read from", exc) from exc
 
     # -- internals -----------------------------------------------------------------
 
@@ -333,7 +353,7 @@ class Store:
                 buckets = self._rollups.take_closed(time.time() - CLOSE_GRACE)
             todo = len(self._pending)
             while True:
-                rows = self._take_rows(min(todo, self._batch_size))
+                rows = self._take_rows(min(todo, self._transaction_rows))
                 todo -= len(rows)
                 if not rows and not buckets:
                     return
@@ -383,6 +403,9 @@ class Store:
             log.error("results not written at shutdown", url=self._url, lost=len(self._pending))
         self._report_dropped()
 
+    def _error(self, action: str, exc: Exception) -> StoreError:
+        return StoreError(f"cannot {action} database {self._url}: {describe(exc, self._raw_url)}")
+
     def _report(self, exc: Exception, *, retry_in: float | None) -> None:
         log.error(
             "store write failed",
@@ -426,7 +449,5 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
-def _json(value: Mapping[str, Any]) -> str | None:
-    if not value:
-        return None
-    return json.dumps(value, separators=(",", ":"), default=str)
+# One encoder for every row: json.dumps() with options builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode

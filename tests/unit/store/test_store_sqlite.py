@@ -18,8 +18,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from pudimd.results import ProbeResult
-from pudimd.store import Store, StoreError
-from pudimd.store import queries
+from pudimd.store import Store, StoreError, queries
+from pudimd.store.errors import mask_url
 from pudimd.store.tables import metadata
 
 pytestmark = pytest.mark.anyio
@@ -172,7 +172,9 @@ async def test_results_filters_by_target_and_time_newest_first(store: Store) -> 
 
 async def test_zero_timestamp_means_now_and_bad_values_are_cleaned(store: Store) -> None:
     before = time.time()
-    store.enqueue("t\x00", "http", ProbeResult(False, duration=float("nan"), message="a\x00b\udc80"))
+    store.enqueue(
+        "t\x00", "http", ProbeResult(False, duration=float("nan"), message="a\x00b\udc80")
+    )
     await store.flush()
     (row,) = await store.results("t\ufffd")
     assert row.ts >= before
@@ -195,7 +197,10 @@ async def test_rollups_per_minute_count_failures_and_latency(store: Store) -> No
 
     first, second = await store.rollups("web", "1m")
     assert (first.resolution, first.bucket_start, first.count, first.failures) == (
-        "1m", int(hour), 100, 10
+        "1m",
+        int(hour),
+        100,
+        10,
     )
     assert first.latency_p50 == pytest.approx(0.050, rel=0.02)
     assert first.latency_p95 == pytest.approx(0.095, rel=0.02)
@@ -293,3 +298,26 @@ async def test_retention_deletes_old_rows_and_keeps_new_ones(
         assert await store.apply_retention(now) == (0, 0)
     finally:
         await store.close()
+
+
+async def test_a_failing_read_raises_a_one_line_store_error(store: Store, db_path: Path) -> None:
+    await query(db_path, "ALTER TABLE results RENAME TO results_away")
+    with pytest.raises(StoreError, match=r"^cannot read from database .*no such table") as caught:
+        await store.results("web")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+asyncpg://u:pw@db:5432/x", "postgresql+asyncpg://u:***@db:5432/x"),
+        ("postgresql+asyncpg://u@db/x?password=pw", "postgresql+asyncpg://u@db/x?password=***"),
+        ("not a url://u:pw@host", "not a url://u:***@host"),
+        (
+            "sqlite+aiosqlite:////var/lib/pudimd/pudimd.db",
+            "sqlite+aiosqlite:////var/lib/pudimd/pudimd.db",
+        ),
+    ],
+)
+def test_mask_url_hides_passwords(url: str, masked: str) -> None:
+    assert mask_url(url) == masked

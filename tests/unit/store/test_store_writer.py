@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,12 @@ import anyio
 import pytest
 
 from pudimd.results import ProbeResult
-from pudimd.store import Store, StoreError
+from pudimd.store import Rollup, Store, StoreError
+from pudimd.store import store as store_module
 
 pytestmark = pytest.mark.anyio
+
+OpenStore = Callable[..., Awaitable[Store]]
 
 
 class Recorder:
@@ -45,7 +48,7 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-async def open_store(url: str, recorder: Recorder) -> AsyncIterator[Callable[..., Any]]:
+async def open_store(url: str, recorder: Recorder) -> AsyncIterator[OpenStore]:
     opened: list[Store] = []
 
     async def open_store(**kwargs: Any) -> Store:
@@ -77,9 +80,24 @@ def result(ts: float | None = None, duration: float = 0.01) -> ProbeResult:
     return ProbeResult(success=True, duration=duration, timestamp=ts or time.time())
 
 
-async def test_a_full_batch_is_written_without_waiting_for_the_interval(
-    open_store: Callable[..., Any], recorder: Recorder
+async def test_a_full_batch_is_written_at_once_in_one_transaction(
+    open_store: OpenStore, recorder: Recorder
 ) -> None:
+    store = await open_store(batch_interval=3600, batch_size=100)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        for i in range(250):
+            store.enqueue(f"target-{i % 7}", "http", result())
+        await eventually(lambda: sum(recorder.written) == 250)  # long before the interval
+        tg.cancel_scope.cancel()
+    assert recorder.written == [250]  # everything pending, one transaction
+    assert len(await store.results("target-0")) == 36
+
+
+async def test_a_backlog_is_written_in_bounded_transactions(
+    open_store: OpenStore, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MAX_TRANSACTION_ROWS", 100)
     store = await open_store(batch_interval=3600, batch_size=100)
     async with anyio.create_task_group() as tg:
         await tg.start(store.run)
@@ -87,12 +105,11 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(
             store.enqueue(f"target-{i % 7}", "http", result())
         await eventually(lambda: sum(recorder.written) == 250)
         tg.cancel_scope.cancel()
-    assert recorder.written == [100, 100, 50]  # one transaction per batch
-    assert len(await store.results("target-0")) == 36
+    assert recorder.written == [100, 100, 50]
 
 
 async def test_rows_are_written_every_batch_interval(
-    open_store: Callable[..., Any], recorder: Recorder
+    open_store: OpenStore, recorder: Recorder
 ) -> None:
     store = await open_store(batch_interval=0.05)
     async with anyio.create_task_group() as tg:
@@ -107,7 +124,7 @@ async def test_rows_are_written_every_batch_interval(
 
 
 async def test_closed_rollup_buckets_are_written_while_running(
-    open_store: Callable[..., Any],
+    open_store: OpenStore,
 ) -> None:
     store = await open_store(batch_interval=0.05)
     past_minute = (math.floor(time.time() / 60) - 3) * 60
@@ -116,7 +133,7 @@ async def test_closed_rollup_buckets_are_written_while_running(
         store.enqueue("web", "http", result(past_minute + 1, 0.5))
         store.enqueue("web", "http", result(past_minute + 2, 1.5))
 
-        async def written() -> list[Any]:
+        async def written() -> list[Rollup]:
             return await store.rollups("web", "1m")
 
         with anyio.fail_after(5):
@@ -128,7 +145,7 @@ async def test_closed_rollup_buckets_are_written_while_running(
 
 
 async def test_cancelling_the_writer_flushes_pending_rows_and_partial_buckets(
-    open_store: Callable[..., Any], recorder: Recorder
+    open_store: OpenStore, recorder: Recorder
 ) -> None:
     store = await open_store(batch_interval=3600)
     now = time.time()
@@ -148,7 +165,7 @@ async def test_cancelling_the_writer_flushes_pending_rows_and_partial_buckets(
 
 
 async def test_a_failed_write_keeps_the_rows_and_retries(
-    url: str, open_store: Callable[..., Any], recorder: Recorder
+    url: str, open_store: OpenStore, recorder: Recorder
 ) -> None:
     store = await open_store(batch_interval=0.05)
     async with anyio.create_task_group() as tg:
@@ -167,13 +184,13 @@ async def test_a_failed_write_keeps_the_rows_and_retries(
 
 
 async def test_flush_raises_store_error_and_keeps_rows_when_the_write_fails(
-    url: str, open_store: Callable[..., Any]
+    url: str, open_store: OpenStore
 ) -> None:
     store = await open_store()
     minute = (math.floor(time.time() / 60) - 5) * 60
     store.enqueue("web", "http", result(minute, 0.3))
     await sql(url, "ALTER TABLE rollups RENAME TO rollups_away")
-    with pytest.raises(StoreError, match="cannot write to database .*no such table"):
+    with pytest.raises(StoreError, match=r"cannot write to database .*no such table"):
         await store.flush()
     assert store.pending == 1
     await sql(url, "ALTER TABLE rollups_away RENAME TO rollups")
@@ -184,7 +201,7 @@ async def test_flush_raises_store_error_and_keeps_rows_when_the_write_fails(
 
 
 async def test_a_full_buffer_drops_new_rows_but_still_counts_them_in_rollups(
-    url: str, open_store: Callable[..., Any]
+    url: str, open_store: OpenStore
 ) -> None:
     store = await open_store()
     store._max_pending = 10  # the real limit is a million rows
@@ -199,7 +216,7 @@ async def test_a_full_buffer_drops_new_rows_but_still_counts_them_in_rollups(
 
 
 async def test_the_writer_applies_retention_every_interval(
-    open_store: Callable[..., Any],
+    open_store: OpenStore,
 ) -> None:
     store = await open_store(raw_retention=timedelta(hours=1), retention_interval=0.05)
     store.enqueue("web", "http", result(time.time() - 7200))
@@ -213,7 +230,7 @@ async def test_the_writer_applies_retention_every_interval(
         tg.cancel_scope.cancel()
 
 
-async def test_run_cannot_run_twice(open_store: Callable[..., Any]) -> None:
+async def test_run_cannot_run_twice(open_store: OpenStore) -> None:
     store = await open_store()
     async with anyio.create_task_group() as tg:
         await tg.start(store.run)
