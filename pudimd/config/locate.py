@@ -1,7 +1,8 @@
 """Find where a value sits in a YAML file, for error messages.
 
 Parsing keeps no positions (the fast parser has none), so this re-reads the text with
-ruamel.yaml's round-trip loader, which does, only when there is an error to place.
+ruamel.yaml's round-trip loader, which does, only when there is an error to place (and
+imports it only then: the daemon need not carry it).
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from collections.abc import Sequence
 from io import StringIO
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
-
 __all__ = ["Locator", "yaml_syntax_error"]
 
 
 def yaml_syntax_error(text: str) -> tuple[int | None, int | None, str] | None:
     """Line, column (1-based) and reason of the first YAML syntax error in ``text``."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
     try:
         YAML(typ="rt").load(StringIO(text))
     except MarkedYAMLError as exc:
@@ -42,6 +42,8 @@ class Locator:
 
     def _root(self) -> Any:
         if not self._parsed:
+            from ruamel.yaml import YAML
+
             self._parsed = True
             try:
                 self._doc = YAML(typ="rt").load(StringIO(self._text))
@@ -52,6 +54,8 @@ class Locator:
     def locate(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int] | None:
         """1-based (line, column) of the value at ``path``, or of its key when ``key``;
         the nearest existing ancestor's position when ``path`` is not in the file."""
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
         node = self._root()
         if node is None:
             return None

@@ -8,18 +8,22 @@ migrated schema with the tables.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-__all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["MIGRATIONS", "alembic_config", "current_revision", "head_revision", "upgrade"]
 
 _IN_PROCESS = threading.Lock()  # polled, never waited on: usable from any event loop
 
@@ -27,8 +31,32 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 """The Alembic script directory shipped in the package."""
 
 
+_REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
+
+
+def head_revision() -> str:
+    """The newest revision id, from the file names (``NNNN_what.py``)."""
+    ids = [
+        m.group(1)
+        for p in (MIGRATIONS / "versions").iterdir()
+        if (m := _REVISION_FILE.match(p.name))
+    ]
+    return max(ids)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at, or None when it has never been migrated."""
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except DBAPIError:
+        return None
+
+
 def alembic_config() -> Config:
     """An Alembic config pointing at :data:`MIGRATIONS`, built in code."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     return config
@@ -36,7 +64,14 @@ def alembic_config() -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the database behind ``engine`` to ``revision``, in one transaction where
-    the database allows (PostgreSQL)."""
+    the database allows (PostgreSQL).
+
+    A database already at the head revision is left alone without importing Alembic (it
+    costs ~10 MB of memory for the daemon's lifetime)."""
+    if revision == "head":
+        head = await anyio.to_thread.run_sync(head_revision)
+        if await current_revision(engine) == head:
+            return
     config = alembic_config()
     # Reading the revision files is file I/O: do it off the event loop.
     script = await anyio.to_thread.run_sync(_load_scripts, config)
@@ -53,6 +88,8 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 
 def _load_scripts(config: Config) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(config)
     script.get_revisions("heads")  # loads every revision module now
     return script
@@ -61,6 +98,8 @@ def _load_scripts(config: Config) -> ScriptDirectory:
 def _upgrade(
     connection: Connection, config: Config, script: ScriptDirectory, revision: str
 ) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
     config.attributes["connection"] = connection
 
     def steps(rev: Any, context: Any) -> Any:
