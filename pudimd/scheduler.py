@@ -32,11 +32,12 @@ from zoneinfo import ZoneInfo
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
-from croniter import croniter
 
 from pudimd.results import ProbeResult, TargetState
 
 if TYPE_CHECKING:
+    from croniter import croniter
+
     from pudimd.config.models import SchedulerConfig, TargetBase
     from pudimd.contracts import Probe
     from pudimd.plugins import PluginHost
@@ -200,6 +201,8 @@ class Scheduler:
     def _schedule_first(self, job: Job, now: float) -> None:
         target = job.target
         if target.cron is not None:
+            from croniter import croniter
+
             tz = ZoneInfo(target.timezone) if target.timezone else UTC
             job._cron = croniter(target.cron, datetime.now(tz))
             self._push(job, self._next_cron(job, now))

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from pudimd.durations import PositiveDuration
@@ -139,6 +138,8 @@ class DefaultsConfig(StrictModel):
 
 
 def _cron_ok(expr: str) -> str:
+    from croniter import croniter  # imported when a config has cron targets (~3 MB)
+
     if not croniter.is_valid(expr):
         raise ValueError(f"invalid cron expression {expr!r} (e.g. '*/5 * * * *')")
     return expr
