@@ -1,0 +1,96 @@
+"""The daemon in this process, with test plugins: hooks fire, a broken plugin is isolated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from pudimd.daemon import Daemon
+from pudimd.hookspecs import hookimpl
+from pudimd.plugins import PluginHost
+from pudimd.results import ProbeResult
+from pudimd.sdnotify import Notifier
+from tests.testplugins import BrokenPlugin, EchoPlugin
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.results: list[tuple[str, bool]] = []
+
+    @hookimpl
+    async def pudimd_startup(self, daemon: Daemon) -> None:
+        assert daemon.scheduler is not None and daemon.scheduler.jobs
+        self.events.append("startup")
+
+    @hookimpl
+    def pudimd_result(self, job: Any, result: ProbeResult) -> None:
+        self.results.append((job.name, result.success))
+
+    @hookimpl
+    def pudimd_shutdown(self, daemon: Daemon) -> Any:
+        async def later() -> None:
+            self.events.append("shutdown")
+
+        return later()
+
+
+class RaisingHook:
+    @hookimpl
+    def pudimd_result(self, job: Any, result: ProbeResult) -> None:
+        raise RuntimeError("sink down")
+
+
+async def test_hooks_fire_and_broken_plugins_do_not_stop_the_daemon(tmp_path: Path) -> None:
+    config = tmp_path / "pudimd.yaml"
+    config.write_text(
+        "targets:\n"
+        "  - {name: ok, probe: echo, target: x, interval: 100ms}\n"
+        "  - {name: boom, probe: broken, target: y, interval: 100ms}\n"
+        "  - {name: hang, probe: broken, target: z, interval: 300ms, timeout: 100ms, broken: {mode: hang}}\n"
+    )
+    host = PluginHost()
+    recorder = Recorder()
+    for plugin, name in (
+        (EchoPlugin(), "echo"),
+        (BrokenPlugin(), "broken"),
+        (recorder, "recorder"),
+        (RaisingHook(), "sink"),
+    ):
+        host.register(plugin, name)
+    daemon = Daemon(
+        config, listen="127.0.0.1:0", state_dir=tmp_path / "state", host=host, notifier=Notifier("")
+    )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(10):
+            while len(recorder.results) < 8 or not daemon.ready:
+                await anyio.sleep(0.05)
+        daemon.stop()
+
+    assert recorder.events == ["startup", "shutdown"]
+    assert ("ok", True) in recorder.results and ("boom", False) in recorder.results
+    text = daemon.metrics.render().decode()
+    assert 'pudimd_plugin_errors_total{hook="check",plugin="broken"}' in text
+    assert 'pudimd_plugin_errors_total{hook="pudimd_result",plugin="sink"}' in text
+    assert 'pudimd_target_up{probe="echo",target="ok"} 1.0' in text
+    assert 'pudimd_target_up{probe="broken",target="hang"} 0.0' in text
+    assert daemon.store is not None
+    stored = await _results(daemon, tmp_path)
+    assert {"ok", "boom"} <= stored, "pending results were flushed at stop"
+
+
+async def _results(daemon: Daemon, tmp_path: Path) -> set[str]:
+    from pudimd.store import Store
+
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'state' / 'pudimd.db'}")
+    try:
+        return {r.target for name in ("ok", "boom") for r in await store.results(name)}
+    finally:
+        await store.close()
