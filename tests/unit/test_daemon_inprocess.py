@@ -70,7 +70,7 @@ async def test_hooks_fire_and_broken_plugins_do_not_stop_the_daemon(tmp_path: Pa
     async with anyio.create_task_group() as tg:
         tg.start_soon(daemon.run)
         with anyio.fail_after(10):
-            while len(recorder.results) < 8 or not daemon.ready:
+            while ("hang", False) not in recorder.results or len(recorder.results) < 8:
                 await anyio.sleep(0.05)
         daemon.stop()
 
@@ -79,8 +79,8 @@ async def test_hooks_fire_and_broken_plugins_do_not_stop_the_daemon(tmp_path: Pa
     text = daemon.metrics.render().decode()
     assert 'pudimd_plugin_errors_total{hook="check",plugin="broken"}' in text
     assert 'pudimd_plugin_errors_total{hook="pudimd_result",plugin="sink"}' in text
-    assert 'pudimd_target_up{probe="echo",target="ok"} 1.0' in text
-    assert 'pudimd_target_up{probe="broken",target="hang"} 0.0' in text
+    assert 'pudimd_target_up{target="ok",probe="echo"} 1.0' in text
+    assert 'pudimd_target_up{target="hang",probe="broken"} 0.0' in text
     assert daemon.store is not None
     stored = await _results(daemon, tmp_path)
     assert {"ok", "boom"} <= stored, "pending results were flushed at stop"
