@@ -176,7 +176,7 @@ class PluginHost:
                 try:
                     returned = impl.function() or []
                 except Exception as exc:
-                    self._record_error(plugin, hook_name, exc)
+                    self.record_error(plugin, hook_name, exc)
                     self.infos[plugin].error = f"{hook_name} raised {type(exc).__name__}: {exc}"
                     continue
                 for cls in returned:
@@ -260,10 +260,11 @@ class PluginHost:
             error.__cause__ = exc
         except Exception as exc:
             error = exc
-        self._record_error(plugin, hook, error)
+        self.record_error(plugin, hook, error)
         return False, error
 
-    def _record_error(self, plugin: str, hook: str, exc: BaseException) -> None:
+    def record_error(self, plugin: str, hook: str, exc: BaseException) -> None:
+        """Log a failure of ``plugin`` in ``hook`` with its name and report it to ``on_error``."""
         log.error("plugin error", plugin=plugin, hook=hook, error=f"{type(exc).__name__}: {exc}")
         if self.on_error is not None:
             self.on_error(plugin, hook, exc)

@@ -23,6 +23,7 @@ import heapq
 import itertools
 import math
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,25 +112,21 @@ class Scheduler:
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._global = anyio.CapacityLimiter(config.max_concurrency)
-        self._per_type: dict[str, anyio.CapacityLimiter] = {
-            name: anyio.CapacityLimiter(n) for name, n in (concurrency or {}).items()
-        }
+        # Concurrency is counted here rather than with limiter objects: a check that finds
+        # no free slot waits in a queue of its probe type, and starts (late, and measured
+        # as such) when one frees.  Cheaper per check than acquiring two limiters.
+        self._limits: dict[str, int] = dict(concurrency or {})
+        self._active: dict[str, int] = defaultdict(int)
+        self._waiting: dict[str, deque[tuple[Job, float]]] = defaultdict(deque)
         self.in_flight = 0
 
     # -- configuration -----------------------------------------------------------------
 
     def configure(self, config: SchedulerConfig, concurrency: dict[str, int]) -> None:
-        """Apply new limits (reload).  Running checks keep the slots they hold."""
+        """Apply new limits (reload).  Running checks keep their slots."""
         self.config = config
-        self._global.total_tokens = config.max_concurrency
-        for name, n in concurrency.items():
-            if name in self._per_type:
-                self._per_type[name].total_tokens = n
-            else:
-                self._per_type[name] = anyio.CapacityLimiter(n)
-        for name in set(self._per_type) - set(concurrency):
-            self._per_type[name].total_tokens = math.inf
+        self._limits = dict(concurrency)
+        self._start_waiting()
 
     def make_probe(self, target: TargetBase) -> tuple[Probe, str]:
         """A new probe instance for ``target`` and the name of the plugin providing it."""
@@ -147,7 +144,7 @@ class Scheduler:
         stats = ApplyStats()
         retired: list[Probe] = []
         wanted: dict[str, TargetBase] = {t.name: t for t in targets if t.enabled}
-        now = anyio.current_time()
+        now, wall = anyio.current_time(), time.time()
         for name, job in list(self.jobs.items()):
             if name not in wanted:
                 self._remove(job)
@@ -162,7 +159,7 @@ class Scheduler:
             if old is None:
                 job = Job(target=target, probe=probe, plugin=plugin)
                 self.jobs[name] = job
-                self._schedule_first(job, now)
+                self._schedule_first(job, now, wall)
                 stats.added += 1
                 continue
             retired.append(old.probe)
@@ -180,7 +177,7 @@ class Scheduler:
                 job._cron = old._cron
                 self._push(job, old.due)
             else:
-                self._schedule_first(job, now)
+                self._schedule_first(job, now, wall)
             stats.changed += 1
         self._wake.set()
         return stats, retired
@@ -198,18 +195,17 @@ class Scheduler:
         job.version += 1
         heapq.heappush(self._heap, (due, next(self._seq), job.version, job))
 
-    def _schedule_first(self, job: Job, now: float) -> None:
+    def _schedule_first(self, job: Job, now: float, wall: float) -> None:
         target = job.target
         if target.cron is not None:
             from croniter import croniter
 
             tz = ZoneInfo(target.timezone) if target.timezone else UTC
-            job._cron = croniter(target.cron, datetime.now(tz))
+            job._cron = croniter(target.cron, datetime.fromtimestamp(wall, tz))
             self._push(job, self._next_cron(job, now))
             return
         assert target.interval is not None, "an interval target without an interval"
         interval = target.interval.total_seconds()
-        wall = time.time()
         offset = spread_offset(target.name, interval)
         slot = math.floor((wall - offset) / interval + 1) * interval + offset
         self._push(job, now + (slot - wall))
@@ -283,26 +279,51 @@ class Scheduler:
             self._count_missed(job, 1)
             return
         job.running = True
+        probe = job.target.probe
+        if self._has_slot(probe):
+            self._start(tg, job, due)
+        else:
+            self._waiting[probe].append((job, due))
+
+    def _has_slot(self, probe: str) -> bool:
+        limit = self._limits.get(probe)
+        return self.in_flight < self.config.max_concurrency and (
+            limit is None or self._active[probe] < limit
+        )
+
+    def _start(self, tg: TaskGroup, job: Job, due: float) -> None:
+        self.in_flight += 1
+        self._active[job.target.probe] += 1
         tg.start_soon(self._run_check, job, due)
 
+    def _start_waiting(self) -> None:
+        tg = self._tg
+        if tg is None:
+            return
+        for probe, queue in self._waiting.items():
+            while queue and self._has_slot(probe):
+                job, due = queue.popleft()
+                if job.removed:
+                    job.running = False
+                    continue
+                self._start(tg, job, due)
+            if self.in_flight >= self.config.max_concurrency:
+                return
+
     async def _run_check(self, job: Job, due: float) -> None:
-        limiter = self._per_type.get(job.target.probe)
-        scope = anyio.CancelScope()
-        job.cancel_scope = scope
         try:
-            with scope:
-                async with self._global:
-                    if limiter is not None:
-                        async with limiter:
-                            result = await self._check(job, due)
-                    else:
-                        result = await self._check(job, due)
-                self._deliver(job, result)
+            result = await self._check(job, due)
         finally:
+            self.in_flight -= 1
+            self._active[job.target.probe] -= 1
             job.running = False
             job.cancel_scope = None
+            self._start_waiting()
+        if result is not None:
+            self._deliver(job, result)
 
-    async def _check(self, job: Job, due: float) -> ProbeResult:
+    async def _check(self, job: Job, due: float) -> ProbeResult | None:
+        """Run one check in isolation; None when the job was removed meanwhile."""
         started = anyio.current_time()
         if self.metrics is not None:
             self.metrics.lateness.observe(max(0.0, started - due))
@@ -311,32 +332,33 @@ class Scheduler:
         timeout = job.target.timeout.total_seconds()
         # The probe enforces ``timeout`` itself (and says which phase overran); the hard
         # limit a little later catches a probe that hangs.
-        hard_limit = timeout + max(0.1, 0.05 * timeout)
-        self.in_flight += 1
-        try:
-            ok, value = await self.host.isolate(
-                job.plugin, "check", lambda: job.probe.check(job.target.target, timeout), hard_limit
+        scope = anyio.CancelScope(deadline=started + timeout + max(0.1, 0.05 * timeout))
+        job.cancel_scope = scope
+        result: Any = None
+        with scope:
+            try:
+                result = await job.probe.check(job.target.target, timeout)
+            except Exception as exc:
+                self.host.record_error(job.plugin, "check", exc)
+                result = ProbeResult.failure(
+                    f"plugin {job.plugin!r} raised {type(exc).__name__}: {exc}"
+                )
+        if scope.cancelled_caught:
+            if job.removed:
+                return None
+            self.host.record_error(
+                job.plugin, "check", TimeoutError(f"did not return within {timeout:g}s")
             )
-        finally:
-            self.in_flight -= 1
-        elapsed = anyio.current_time() - started
-        if ok and isinstance(value, ProbeResult):
-            result = value
-        elif ok:
-            result = ProbeResult.failure(
-                f"plugin {job.plugin!r} returned {type(value).__name__}, not a ProbeResult"
-            )
-            self.host._record_error(job.plugin, "check", TypeError(result.message))
-        elif isinstance(value, TimeoutError):
             result = ProbeResult.failure(f"timeout after {timeout:g}s")
-        else:
-            result = ProbeResult.failure(
-                f"plugin {job.plugin!r} raised {type(value).__name__}: {value}"
-            )
-        if not result.duration:
-            result.duration = elapsed
-        result.timestamp = wall
-        return result
+        elif not isinstance(result, ProbeResult):
+            message = f"plugin {job.plugin!r} returned {type(result).__name__}, not a ProbeResult"
+            self.host.record_error(job.plugin, "check", TypeError(message))
+            result = ProbeResult.failure(message)
+        checked: ProbeResult = result
+        if not checked.duration:
+            checked.duration = anyio.current_time() - started
+        checked.timestamp = wall
+        return checked
 
     def _deliver(self, job: Job, result: ProbeResult) -> None:
         if job.removed:
@@ -351,5 +373,6 @@ class Scheduler:
     async def run_once(self, job: Job) -> ProbeResult:
         """Check ``job`` now, outside the schedule (``pudimd probe``, tests)."""
         result = await self._check(job, anyio.current_time())
+        assert result is not None, "a job checked outside the schedule is never removed"
         job.state.record(result)
         return result
