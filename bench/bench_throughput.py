@@ -82,11 +82,18 @@ class Figures:
         return self.checks_per_s >= BAR_CHECKS and self.p99 < BAR_P99 and self.success_ratio > 0.99
 
 
+KEEPALIVE = False
+"""``--keepalive``: every target reuses its connection (``http: {keepalive: true}``)."""
+
+
 def _config(path: Path, server: Nginx, n: int, state: Path) -> None:
+    defaults: dict[str, object] = {"interval": "1s", "timeout": "1s"}
+    if KEEPALIVE:
+        defaults["http"] = {"keepalive": True}
     write_config(
         path,
         [{"name": f"t{i}", "probe": "http", "target": f"{server.base}/t{i}"} for i in range(n)],
-        defaults={"interval": "1s", "timeout": "1s"},
+        defaults=defaults,
         plugins={"concurrency": {"http": 512}},
         scheduler={"max_concurrency": 1024},
         storage={"batch_interval": "1s"},
@@ -267,7 +274,8 @@ def _failure_reasons(daemon: DaemonProc) -> str:
 
 def _print(figs: list[Figures], hot: dict[int, list[str]]) -> None:
     print()
-    print("== pudimd throughput (http checks, interval 1s, daemon on 1 core, nginx on another)")
+    mode = "kept-alive connections" if KEEPALIVE else "a new connection per check"
+    print(f"== pudimd throughput (http every 1s, {mode}; daemon on 1 core, nginx on another)")
     for f in figs:
         print(f"targets                 {f.targets}")
         print(f"  ready after           {f.ready_s:.1f} s")
@@ -310,7 +318,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--measure", type=float, default=30)
     parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto")
+    parser.add_argument(
+        "--keepalive", action="store_true", help="targets reuse their connection (http.keepalive)"
+    )
     args = parser.parse_args()
+    global KEEPALIVE
+    KEEPALIVE = args.keepalive
     install_signal_cleanup()
     started = time.monotonic()
     figs: list[Figures] = []

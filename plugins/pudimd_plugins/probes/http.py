@@ -33,6 +33,13 @@ Settings (the block under ``http:`` in a target)::
     bearer_token: null                 # "Authorization: Bearer ..." (or bearer_token_file)
     bearer_token_file: null
     max_body_bytes: 1048576            # a larger (decoded) body is a failure
+    keepalive: false                   # reuse the target's connection between checks
+
+``keepalive: true`` keeps the connection to the target open between checks (HTTP/1.1
+keep-alive; not through a proxy): a check on a reused connection measures only
+``first_byte`` and ``transfer`` (metric ``reused`` = 1), costs a fraction of the CPU, and
+still opens a new connection whenever the server closed the old one.  A check whose reused
+connection turns out dead before any answer is retried once on a new connection.
 
 Result: ``status`` is the final HTTP status code; ``message`` names the failure
 (``connection refused``, ``timeout after 2s during connect``, ``status 404 not in
@@ -41,7 +48,8 @@ Result: ``status`` is the final HTTP status code; ``message`` names the failure
 Phases (seconds, summed over redirects): ``dns``, ``connect``, ``tls``, ``first_byte``
 (request sent to response headers read), ``transfer`` (body read).
 
-Metrics: ``content_length`` (the Content-Length header, when sent), ``body_bytes`` (decoded
+Metrics: ``reused`` (1 when the check reused a kept-alive connection, else 0),
+``content_length`` (the Content-Length header, when sent), ``body_bytes`` (decoded
 body size), ``redirects``, ``http_version`` (1.0 or 1.1), ``ip_protocol`` (4 or 6),
 ``tls`` (1 or 0), ``cert_expiry_timestamp`` (earliest notAfter of the server's certificate
 chain, Unix time; only over TLS).
@@ -101,6 +109,7 @@ class HttpSettings(PluginSettings):
     bearer_token: SecretStr | None = None
     bearer_token_file: SecretFile | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    keepalive: bool = False
 
     @field_validator("method")
     @classmethod
@@ -183,9 +192,10 @@ class _Clock:
 class _Conn(asyncio.Protocol):
     """A connection's receiving end: a buffer and a waiter, nothing else."""
 
-    __slots__ = ("_waiter", "buf", "closed", "error", "transport")
+    __slots__ = ("_waiter", "answered", "buf", "closed", "error", "transport")
 
     def __init__(self) -> None:
+        self.answered = False  # any byte of the current response received
         self.buf = bytearray()
         self.closed = False
         self.error: BaseException | None = None
@@ -196,6 +206,7 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         self.buf += data
         self._wake()
 
@@ -344,6 +355,24 @@ def _cert_expiry(ssl_object: ssl.SSLObject) -> float | None:
     return float(min(stamps)) if stamps else None
 
 
+class _Idle:
+    """A kept-alive connection between two checks."""
+
+    __slots__ = ("conn", "metrics", "origin", "transport")
+
+    def __init__(
+        self,
+        origin: tuple[str, str],
+        conn: _Conn,
+        transport: asyncio.Transport,
+        metrics: dict[str, float],
+    ) -> None:
+        self.origin = origin
+        self.conn = conn
+        self.transport = transport
+        self.metrics = metrics  # what the connection's set-up measured (tls, expiry...)
+
+
 class HttpProbe:
     """Check an HTTP(S) URL; see the module docstring."""
 
@@ -371,9 +400,33 @@ class HttpProbe:
             if self._proxy.userinfo is not None:
                 self._proxy_auth = _basic(*self._proxy.userinfo)
         self._parsed: dict[str, _Target] = {}
+        self._keepalive = settings.keepalive and settings.proxy is None
+        self._idle: _Idle | None = None
 
     async def aclose(self) -> None:
-        """Nothing to release: every check closes its own connection."""
+        """Close the kept-alive connection, if any."""
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.transport.abort()
+            self._idle = None
+
+    def _take_idle(self, target: _Target) -> _Idle | None:
+        """The kept-alive connection to ``target``'s origin, if it is still usable."""
+        idle, self._idle = self._idle, None
+        if idle is None:
+            return None
+        usable = (
+            idle.origin == (target.scheme, target.netloc)
+            and not idle.conn.closed
+            and not idle.conn.buf
+            and not idle.transport.is_closing()
+        )
+        if usable:
+            return idle
+        idle.transport.abort()
+        return None
 
     # ---------------------------------------------------------------------------- check
 
@@ -486,7 +539,13 @@ class HttpProbe:
     # ------------------------------------------------------------------ one request
 
     def _request(
-        self, target: _Target, method: str, body: bytes | None, send_auth: bool, absolute: bool
+        self,
+        target: _Target,
+        method: str,
+        body: bytes | None,
+        send_auth: bool,
+        absolute: bool,
+        keep: bool = False,
     ) -> bytes:
         headers = self._headers
         where = f"{target.scheme}://{target.host_header}{target.path}" if absolute else target.path
@@ -506,7 +565,7 @@ class HttpProbe:
         for key, (name, value) in headers.items():
             if key not in ("connection", "content-length", "transfer-encoding"):
                 lines.append(f"{name}: {value}")
-        lines.append("Connection: close")
+        lines.append("Connection: keep-alive" if keep else "Connection: close")
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         elif method in ("POST", "PUT", "PATCH"):
@@ -523,6 +582,25 @@ class HttpProbe:
         clock: _Clock,
         metrics: dict[str, float],
     ) -> _Response:
+        idle = self._take_idle(target) if self._keepalive else None
+        if idle is not None:
+            try:
+                return await self._over(idle, target, method, body, send_auth, clock, metrics)
+            except (_Failure, OSError):
+                if idle.conn.answered:
+                    raise
+                # The server closed the kept connection meanwhile: one more try, anew.
+        return await self._fresh(target, method, body, send_auth, clock, metrics)
+
+    async def _fresh(
+        self,
+        target: _Target,
+        method: str,
+        body: bytes | None,
+        send_auth: bool,
+        clock: _Clock,
+        metrics: dict[str, float],
+    ) -> _Response:
         loop = asyncio.get_running_loop()
         proxy = self._proxy
         peer = proxy or target
@@ -531,34 +609,67 @@ class HttpProbe:
         clock.enter("connect")
         conn = _Conn()
         transport: asyncio.Transport | None = None
+        setup: dict[str, float] = {}
+        kept = False
         try:
-            transport, metrics["ip_protocol"] = await self._connect(
-                loop, conn, addresses, peer.port
-            )
+            transport, setup["ip_protocol"] = await self._connect(loop, conn, addresses, peer.port)
             tls = target.scheme == "https"
             if proxy is not None and tls:
                 await self._tunnel(conn, transport, target)
             if tls:
                 clock.enter("tls")
                 transport = await self._start_tls(loop, conn, transport, target)
-                metrics["tls"] = 1.0
+                setup["tls"] = 1.0
                 ssl_object = transport.get_extra_info("ssl_object")
                 if ssl_object is not None:
                     expiry = _cert_expiry(ssl_object)
                     if expiry is not None:
-                        old = metrics.get("cert_expiry_timestamp", expiry)
-                        metrics["cert_expiry_timestamp"] = min(old, expiry)
+                        setup["cert_expiry_timestamp"] = expiry
             else:
-                metrics["tls"] = 0.0
+                setup["tls"] = 0.0
+            idle = _Idle((target.scheme, target.netloc), conn, transport, setup)
+            response = await self._over(idle, target, method, body, send_auth, clock, metrics)
+            kept = self._idle is idle
+        finally:
+            if transport is not None and not kept:
+                transport.abort()
+        metrics["reused"] = 0.0
+        return response
+
+    async def _over(
+        self,
+        idle: _Idle,
+        target: _Target,
+        method: str,
+        body: bytes | None,
+        send_auth: bool,
+        clock: _Clock,
+        metrics: dict[str, float],
+    ) -> _Response:
+        """One request and response over an open connection; keeps it when it may be."""
+        conn, transport = idle.conn, idle.transport
+        for key, value in idle.metrics.items():
+            if key == "cert_expiry_timestamp":
+                value = min(metrics.get(key, value), value)
+            metrics[key] = value
+        metrics["reused"] = 1.0
+        kept = False
+        conn.answered = False
+        try:
             clock.enter("first_byte")
-            absolute = proxy is not None and not tls
-            transport.write(self._request(target, method, body, send_auth, absolute))
+            absolute = self._proxy is not None and target.scheme != "https"
+            keep = self._keepalive
+            transport.write(self._request(target, method, body, send_auth, absolute, keep))
             response = await self._read_head(conn, method)
             clock.enter("transfer")
             await self._read_body(conn, response, method)
             clock.enter("")
+            if keep and self._reusable(conn, response):
+                self._drop_idle()
+                self._idle = idle
+                kept = True
         finally:
-            if transport is not None:
+            if not kept:
                 transport.abort()
         metrics["http_version"] = response.version
         metrics["body_bytes"] = float(response.body_bytes)
@@ -567,6 +678,18 @@ class HttpProbe:
         else:
             metrics.pop("content_length", None)
         return response
+
+    @staticmethod
+    def _reusable(conn: _Conn, response: _Response) -> bool:
+        """Whether the connection is left clean for the next request."""
+        headers = response.headers
+        return (
+            response.version == 1.1
+            and "close" not in headers.get("connection", "").lower()
+            and (response.content_length is not None or "transfer-encoding" in headers)
+            and not conn.closed
+            and not conn.buf
+        )
 
     async def _resolve(
         self, loop: asyncio.AbstractEventLoop, host: str, port: int

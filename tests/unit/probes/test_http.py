@@ -30,6 +30,7 @@ async def serving(
     routes: Mapping[str, Handler],
     host: str = "127.0.0.1",
     ssl_context: ssl.SSLContext | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[int]:
     """Run an aiohttp app with ``routes`` (any method) on ``host``; yield its port."""
     app = web.Application()
@@ -37,7 +38,7 @@ async def serving(
         app.router.add_route("*", path, handler)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     try:
@@ -606,3 +607,89 @@ async def test_https_through_a_proxy_uses_connect(ca: trustme.CA, ca_file: Path)
     assert result.success, result.message
     assert seen == [f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode()]
     assert result.phases["tls"] > 0
+
+
+# ------------------------------------------------------------------------- keep-alive
+
+
+async def test_keepalive_reuses_one_connection_and_measures_only_the_exchange() -> None:
+    peers: list[int] = []
+
+    async def remember(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername")[1])
+        return web.Response(text="ok")
+
+    async with serving({"/": remember}) as port:
+        probe = HttpProbe(HttpSettings(keepalive=True))
+        results = [await probe.check(f"http://127.0.0.1:{port}/", 5) for _ in range(3)]
+        await probe.aclose()
+    assert all(r.success for r in results)
+    assert len(set(peers)) == 1
+    assert [r.metrics["reused"] for r in results] == [0.0, 1.0, 1.0]
+    assert results[0].phases["connect"] > 0
+    assert results[2].phases["connect"] == 0 and results[2].phases["first_byte"] > 0
+
+
+async def test_keepalive_reconnects_when_the_server_closed_the_connection() -> None:
+    peers: list[int] = []
+
+    async def remember(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername")[1])
+        return web.Response(text="ok")
+
+    probe = HttpProbe(HttpSettings(keepalive=True))
+    async with serving({"/": remember}) as port:
+        assert (await probe.check(f"http://127.0.0.1:{port}/", 5)).success
+    # The server went away (closing the kept connection) and came back on the same port.
+    async with serving({"/": remember}, port=port) as port:
+        result = await probe.check(f"http://127.0.0.1:{port}/", 5)
+    await probe.aclose()
+    assert result.success, result.message
+    assert result.metrics["reused"] == 0.0 and len(set(peers)) == 2
+
+
+async def test_keepalive_is_not_used_when_the_server_says_close() -> None:
+    peers: list[int] = []
+
+    async def closing(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername")[1])
+        return web.Response(text="ok", headers={"Connection": "close"})
+
+    async with serving({"/": closing}) as port:
+        probe = HttpProbe(HttpSettings(keepalive=True))
+        results = [await probe.check(f"http://127.0.0.1:{port}/", 5) for _ in range(2)]
+        await probe.aclose()
+    assert all(r.success and r.metrics["reused"] == 0.0 for r in results)
+    assert len(set(peers)) == 2
+
+
+async def test_keepalive_retries_once_when_a_kept_connection_dies_unanswered() -> None:
+    """The race a kept connection always has: the server drops it as the request goes out."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # a second request on this connection: drop it
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    probe = HttpProbe(HttpSettings(keepalive=True))
+    try:
+        first = await probe.check(f"http://127.0.0.1:{port}/", 5)
+        second = await probe.check(f"http://127.0.0.1:{port}/", 5)
+    finally:
+        await probe.aclose()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert first.success and second.success, second.message
+    assert second.metrics["reused"] == 0.0
+    assert len(writers) == 2
