@@ -246,9 +246,7 @@ class Daemon:
 
     def _on_result(self, job: Job, result: ProbeResult) -> None:
         assert self.store is not None
-        self.metrics.checks.labels(
-            job.target.probe, "success" if result.success else "failure"
-        ).inc()
+        self.metrics.count_check(job.target.probe, result.success)
         self.store.enqueue(job.name, job.target.probe, result)
         if self._result_hook and self._tg is not None:
             self._tg.start_soon(self._call_result_hook, job, result)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -130,6 +130,7 @@ class Metrics:
             ["probe"],
             registry=r,
         )
+        self._check_children: dict[tuple[str, bool], Any] = {}
         self.checks = Counter("pudimd_checks", "Checks completed", ["probe", "result"], registry=r)
         self.plugin_errors = Counter(
             "pudimd_plugin_errors",
@@ -157,6 +158,14 @@ class Metrics:
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         r.register(_SchedulerCollector(self))
+
+    def count_check(self, probe: str, success: bool) -> None:
+        """Count one completed check (children cached: this runs for every check)."""
+        child = self._check_children.get((probe, success))
+        if child is None:
+            child = self.checks.labels(probe=probe, result="success" if success else "failure")
+            self._check_children[(probe, success)] = child
+        child.inc()
 
     def plugin_error(self, plugin: str, hook: str, _exc: BaseException | None = None) -> None:
         """Count one plugin failure."""

@@ -300,11 +300,18 @@ class Scheduler:
         tg = self._tg
         if tg is None:
             return
+        now = anyio.current_time()
         for probe, queue in self._waiting.items():
             while queue and self._has_slot(probe):
                 job, due = queue.popleft()
+                interval = job.target.interval
                 if job.removed:
                     job.running = False
+                    continue
+                if interval is not None and now - due > interval.total_seconds():
+                    # Waited a whole interval for a slot: the next run is due already.
+                    job.running = False
+                    self._count_missed(job, 1)
                     continue
                 self._start(tg, job, due)
             if self.in_flight >= self.config.max_concurrency:

@@ -347,3 +347,21 @@ async def test_a_changed_secret_is_a_changed_target(host: PluginHost, schema: Co
     assert stats.unchanged == 1
     stats, _ = scheduler.apply(targets(schema, "targets:\n  - {name: a, probe: echo, target: x, echo: {token: two}}\n"))
     assert stats.changed == 1, "secrets compare by value even though they print as stars"
+
+
+async def test_a_run_waiting_a_whole_interval_for_a_slot_is_dropped(
+    host: PluginHost, schema: ConfigSchema, metrics: Metrics
+) -> None:
+    """Overload: one slot, four targets each needing most of it. Runs queue for the slot,
+    but none starts more than an interval late; the ones that would are counted."""
+    scheduler = Scheduler(host, SchedulerConfig(max_concurrency=1), metrics=metrics)
+    text = "targets:\n" + "".join(
+        f"  - {{name: t{i}, probe: echo, target: x, interval: 200ms, timeout: 200ms, echo: {{delay: 0.15}}}}\n"
+        for i in range(4)
+    )
+    scheduler.apply(targets(schema, text))
+    await run_for(scheduler, 1.5)
+    assert sample(metrics, "pudimd_scheduler_missed_runs_total", probe="echo") >= 3
+    count = sample(metrics, "pudimd_scheduler_lateness_seconds_count")
+    assert count >= 5
+    assert sample(metrics, "pudimd_scheduler_lateness_seconds_bucket", le="0.25") == count
