@@ -73,6 +73,14 @@ import pudimd
 from pudimd.hookspecs import hookimpl
 from pudimd.results import ProbeResult
 from pudimd.settings import PluginSettings, SecretFile
+from pudimd_plugins.probes._net import (
+    Failure,
+    PhaseClock,
+    cert_expiry,
+    client_ssl_context,
+    error_text,
+    resolve,
+)
 
 __all__ = ["HttpProbe", "HttpSettings", "pudimd_probe_types"]
 
@@ -158,37 +166,6 @@ class HttpSettings(PluginSettings):
         return self
 
 
-class _Failure(Exception):
-    """A check failed for a reason worth reporting as is."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"_Failure(message={self.message!r}, status={self.status!r})"
-
-
-class _Clock:
-    """Charges elapsed time to the phase in progress (also when a check fails in it)."""
-
-    __slots__ = ("phase", "phases", "since")
-
-    def __init__(self) -> None:
-        self.phases = {"dns": 0.0, "connect": 0.0, "tls": 0.0, "first_byte": 0.0, "transfer": 0.0}
-        self.phase = "dns"
-        self.since = time.perf_counter()
-
-    def enter(self, phase: str) -> None:
-        """End the phase in progress and start ``phase``."""
-        now = time.perf_counter()
-        if self.phase in self.phases:
-            self.phases[self.phase] += now - self.since
-        self.phase = phase
-        self.since = now
-
-
 class _Conn(asyncio.Protocol):
     """A connection's receiving end: a buffer and a waiter, nothing else."""
 
@@ -231,8 +208,8 @@ class _Conn(asyncio.Protocol):
         """Wait for more data (or the end of the connection)."""
         if self.closed:
             if self.error is not None:
-                raise _Failure(_os_error_text(self.error))
-            raise _Failure("connection closed by server")
+                raise Failure(error_text(self.error))
+            raise Failure("connection closed by server")
         self._waiter = asyncio.get_running_loop().create_future()
         await self._waiter
 
@@ -245,7 +222,7 @@ class _Conn(asyncio.Protocol):
                 del self.buf[: end + 2]
                 return line
             if len(self.buf) > _HEADER_LIMIT:
-                raise _Failure("line too long in chunked body")
+                raise Failure("line too long in chunked body")
             await self.more()
 
     async def exactly(self, size: int) -> bytes:
@@ -276,14 +253,14 @@ class _Target:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise _Failure(f"invalid URL {url!r}: expected http:// or https://")
+            raise Failure(f"invalid URL {url!r}: expected http:// or https://")
         host = parts.hostname
         if not host:
-            raise _Failure(f"invalid URL {url!r}: no host")
+            raise Failure(f"invalid URL {url!r}: no host")
         try:
             port = parts.port
         except ValueError:
-            raise _Failure(f"invalid URL {url!r}: bad port") from None
+            raise Failure(f"invalid URL {url!r}: bad port") from None
         self.url = url
         self.scheme = parts.scheme
         self.host = host
@@ -302,57 +279,6 @@ class _Target:
 def _basic(user: str, password: str) -> str:
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
-
-
-def _os_error_text(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[:1].lower() + exc.strerror[1:]
-    return str(exc) or type(exc).__name__
-
-
-def _is_ip(host: str) -> int:
-    """4 or 6 if ``host`` is an IP literal, else 0."""
-    try:
-        socket.inet_pton(socket.AF_INET, host)
-        return 4
-    except OSError:
-        pass
-    try:
-        socket.inet_pton(socket.AF_INET6, host)
-        return 6
-    except OSError:
-        return 0
-
-
-def _cert_expiry(ssl_object: ssl.SSLObject) -> float | None:
-    """Earliest notAfter of the peer's chain (the leaf alone where the chain is hidden)."""
-    infos: list[dict[str, Any]] = []
-    inner = getattr(ssl_object, "_sslobj", None)  # the chain has no public API before 3.13
-    for name in ("get_verified_chain", "get_unverified_chain"):
-        getter = getattr(inner, name, None)
-        if getter is None:
-            continue
-        try:
-            chain = getter()
-        except (ssl.SSLError, ValueError):
-            chain = None
-        if chain:
-            infos = [cert.get_info() for cert in chain]
-            break
-    if not infos:
-        leaf = ssl_object.getpeercert()
-        if leaf:
-            infos = [dict(leaf)]
-    stamps = [ssl.cert_time_to_seconds(i["notAfter"]) for i in infos if i.get("notAfter")]
-    return float(min(stamps)) if stamps else None
 
 
 class _Idle:
@@ -432,7 +358,7 @@ class HttpProbe:
 
     async def check(self, target: str, timeout: float) -> ProbeResult:
         start = time.perf_counter()
-        clock = _Clock()
+        clock = PhaseClock("dns", "connect", "tls", "first_byte", "transfer")
         metrics: dict[str, float] = {"redirects": 0.0, "tls": 0.0}
         try:
             async with asyncio.timeout(timeout):
@@ -442,12 +368,12 @@ class HttpProbe:
             clock.enter("")
             message = f"timeout after {timeout:g}s during {phase}"
             return self._done(start, False, message, None, clock.phases, metrics)
-        except _Failure as exc:
+        except Failure as exc:
             clock.enter("")
             return self._done(start, False, exc.message, exc.status, clock.phases, metrics)
         except OSError as exc:
             clock.enter("")
-            return self._done(start, False, _os_error_text(exc), None, clock.phases, metrics)
+            return self._done(start, False, error_text(exc), None, clock.phases, metrics)
         reason = self._judge(response, metrics)
         return self._done(
             start, reason is None, reason or "", response.status, clock.phases, metrics
@@ -505,7 +431,7 @@ class HttpProbe:
             self._parsed[url] = parsed
         return parsed
 
-    async def _fetch(self, url: str, clock: _Clock, metrics: dict[str, float]) -> _Response:
+    async def _fetch(self, url: str, clock: PhaseClock, metrics: dict[str, float]) -> _Response:
         s = self.settings
         method = s.method
         body = self._body
@@ -523,11 +449,11 @@ class HttpProbe:
             redirects += 1
             metrics["redirects"] = float(redirects)
             if redirects > s.max_redirects:
-                raise _Failure(f"too many redirects (more than {s.max_redirects})", response.status)
+                raise Failure(f"too many redirects (more than {s.max_redirects})", response.status)
             try:
                 target = _Target(urljoin(target.url, location.strip()))
-            except _Failure as exc:
-                raise _Failure(f"bad redirect: {exc.message}", response.status) from None
+            except Failure as exc:
+                raise Failure(f"bad redirect: {exc.message}", response.status) from None
             if response.status == 303 or (
                 response.status in (301, 302) and method not in ("GET", "HEAD")
             ):
@@ -579,14 +505,14 @@ class HttpProbe:
         method: str,
         body: bytes | None,
         send_auth: bool,
-        clock: _Clock,
+        clock: PhaseClock,
         metrics: dict[str, float],
     ) -> _Response:
         idle = self._take_idle(target) if self._keepalive else None
         if idle is not None:
             try:
                 return await self._over(idle, target, method, body, send_auth, clock, metrics)
-            except (_Failure, OSError):
+            except (Failure, OSError):
                 if idle.conn.answered:
                     raise
                 # The server closed the kept connection meanwhile: one more try, anew.
@@ -598,7 +524,7 @@ class HttpProbe:
         method: str,
         body: bytes | None,
         send_auth: bool,
-        clock: _Clock,
+        clock: PhaseClock,
         metrics: dict[str, float],
     ) -> _Response:
         loop = asyncio.get_running_loop()
@@ -622,7 +548,7 @@ class HttpProbe:
                 setup["tls"] = 1.0
                 ssl_object = transport.get_extra_info("ssl_object")
                 if ssl_object is not None:
-                    expiry = _cert_expiry(ssl_object)
+                    expiry = cert_expiry(ssl_object)
                     if expiry is not None:
                         setup["cert_expiry_timestamp"] = expiry
             else:
@@ -643,7 +569,7 @@ class HttpProbe:
         method: str,
         body: bytes | None,
         send_auth: bool,
-        clock: _Clock,
+        clock: PhaseClock,
         metrics: dict[str, float],
     ) -> _Response:
         """One request and response over an open connection; keeps it when it may be."""
@@ -694,30 +620,7 @@ class HttpProbe:
     async def _resolve(
         self, loop: asyncio.AbstractEventLoop, host: str, port: int
     ) -> list[tuple[int, str]]:
-        """Addresses to try, in order: (family, ip)."""
-        literal = _is_ip(host)
-        if literal:
-            return [(socket.AF_INET if literal == 4 else socket.AF_INET6, host)]
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise _Failure(f"resolving {host!r}: {exc.strerror}") from None
-        found: list[tuple[int, str]] = []
-        for family, _type, _proto, _name, sockaddr in infos:
-            item = (int(family), str(sockaddr[0]))
-            if item not in found:
-                found.append(item)
-        want = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}.get(self.settings.ip_version)
-        if want is not None:
-            preferred = [a for a in found if a[0] == want]
-            if not self.settings.ip_fallback:
-                if not preferred:
-                    raise _Failure(f"resolving {host!r}: no {self.settings.ip_version} address")
-                return preferred
-            found = preferred + [a for a in found if a[0] != want]
-        if not found:
-            raise _Failure(f"resolving {host!r}: no address")
-        return found
+        return await resolve(loop, host, port, self.settings.ip_version, self.settings.ip_fallback)
 
     async def _connect(
         self,
@@ -746,20 +649,18 @@ class HttpProbe:
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace"))
         response = await self._read_head(conn, "CONNECT")
         if not 200 <= response.status <= 299:
-            raise _Failure(f"proxy CONNECT answered {response.status}")
+            raise Failure(f"proxy CONNECT answered {response.status}")
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            s = self.settings
-            ctx = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-            if not s.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if s.cert_file is not None:
-                key = str(s.key_file) if s.key_file else None
-                ctx.load_cert_chain(str(s.cert_file), key)
-            ctx.set_alpn_protocols(["http/1.1"])
-            self._ssl = ctx
+            st = self.settings
+            self._ssl = client_ssl_context(
+                verify=st.verify,
+                ca_file=st.ca_file,
+                cert_file=st.cert_file,
+                key_file=st.key_file,
+                alpn=["http/1.1"],
+            )
         return self._ssl
 
     async def _start_tls(
@@ -770,18 +671,18 @@ class HttpProbe:
         target: _Target,
     ) -> asyncio.Transport:
         if conn.buf:
-            raise _Failure("unexpected data before TLS handshake")
+            raise Failure("unexpected data before TLS handshake")
         name = self.settings.server_name or target.host
         try:
             tls = await loop.start_tls(transport, conn, self._ssl_context(), server_hostname=name)
         except ssl.SSLError as exc:
             transport.abort()
-            raise _Failure(_os_error_text(exc)) from None
+            raise Failure(error_text(exc)) from None
         except BaseException:
             transport.abort()
             raise
         if tls is None:  # pragma: no cover - only when the loop is closing
-            raise _Failure("TLS handshake aborted")
+            raise Failure("TLS handshake aborted")
         conn.transport = tls
         return tls
 
@@ -793,10 +694,10 @@ class HttpProbe:
             end = buf.find(b"\r\n\r\n")
             while end < 0:
                 if len(buf) > _HEADER_LIMIT:
-                    raise _Failure("response headers too large")
+                    raise Failure("response headers too large")
                 if conn.closed and not buf:
-                    raise _Failure(
-                        _os_error_text(conn.error)
+                    raise Failure(
+                        error_text(conn.error)
                         if conn.error
                         else "connection closed before a response"
                     )
@@ -807,11 +708,11 @@ class HttpProbe:
             lines = head.split("\r\n")
             status_line = lines[0].split(" ", 2)
             if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
-                raise _Failure(f"malformed status line {lines[0][:80]!r}")
+                raise Failure(f"malformed status line {lines[0][:80]!r}")
             try:
                 status = int(status_line[1])
             except ValueError:
-                raise _Failure(f"malformed status line {lines[0][:80]!r}") from None
+                raise Failure(f"malformed status line {lines[0][:80]!r}") from None
             if 100 <= status < 200 and status != 101:
                 continue  # informational: the real answer follows
             response = _Response()
@@ -829,7 +730,7 @@ class HttpProbe:
                 try:
                     response.content_length = int(length.split(",")[0])
                 except ValueError:
-                    raise _Failure(f"bad Content-Length {length!r}", status) from None
+                    raise Failure(f"bad Content-Length {length!r}", status) from None
             return response
 
     async def _read_body(self, conn: _Conn, response: _Response, method: str) -> None:
@@ -837,7 +738,7 @@ class HttpProbe:
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return
         limit = self.settings.max_body_bytes
-        too_big = _Failure(f"body larger than max_body_bytes ({limit})", status)
+        too_big = Failure(f"body larger than max_body_bytes ({limit})", status)
         encoding = response.headers.get("content-encoding", "").lower()
         decoder = zlib.decompressobj(47) if encoding in ("gzip", "x-gzip", "deflate") else None
         chunks: list[bytes] = []
@@ -848,7 +749,7 @@ class HttpProbe:
                 try:
                     size = int(size_line.split(b";")[0].strip(), 16)
                 except ValueError:
-                    raise _Failure("malformed chunked body", status) from None
+                    raise Failure("malformed chunked body", status) from None
                 if size == 0:
                     while await conn.line():  # trailers
                         pass
@@ -870,7 +771,7 @@ class HttpProbe:
                     raise too_big
                 await conn.more()
             if conn.error is not None and not isinstance(conn.error, ConnectionResetError):
-                raise _Failure(_os_error_text(conn.error), status)
+                raise Failure(error_text(conn.error), status)
             chunks.append(bytes(buf))
             buf.clear()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -878,7 +779,7 @@ class HttpProbe:
             try:
                 body = decoder.decompress(body, limit + 1)
             except zlib.error as exc:
-                raise _Failure(f"bad {encoding} body: {exc}", status) from None
+                raise Failure(f"bad {encoding} body: {exc}", status) from None
             if len(body) > limit:
                 raise too_big
         response.body = body

@@ -44,6 +44,14 @@ from pydantic import Field, FilePath, field_validator, model_validator
 from pudimd.hookspecs import hookimpl
 from pudimd.results import ProbeResult
 from pudimd.settings import PluginSettings
+from pudimd_plugins.probes._net import (
+    Failure,
+    PhaseClock,
+    cert_expiry,
+    client_ssl_context,
+    error_text,
+    resolve,
+)
 
 __all__ = ["TcpProbe", "TcpSettings", "pudimd_probe_types"]
 
@@ -113,38 +121,8 @@ class TcpSettings(PluginSettings):
         return self
 
 
-class _Failure(Exception):
-    """A check failed for a reason worth reporting as is."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"_Failure(message={self.message!r})"
-
-
-class _Clock:
-    """Charges elapsed time to the phase in progress (also when a check fails in it)."""
-
-    __slots__ = ("phase", "phases", "since")
-
-    def __init__(self) -> None:
-        self.phases = {"dns": 0.0, "connect": 0.0, "tls": 0.0, "expect": 0.0}
-        self.phase = "dns"
-        self.since = time.perf_counter()
-
-    def enter(self, phase: str) -> None:
-        """End the phase in progress and start ``phase``."""
-        now = time.perf_counter()
-        if self.phase in self.phases:
-            self.phases[self.phase] += now - self.since
-        self.phase = phase
-        self.since = now
-
-
 def split_target(target: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); raises _Failure when malformed."""
+    """``host:port`` or ``[v6]:port`` -> (host, port); raises Failure when malformed."""
     host, sep, port_text = target.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -155,45 +133,8 @@ def split_target(target: str) -> tuple[str, int]:
     except ValueError:
         port = -1
     if not sep or not host or not 0 < port < 65536:
-        raise _Failure(f"invalid target {target!r}: expected host:port or [ipv6]:port")
+        raise Failure(f"invalid target {target!r}: expected host:port or [ipv6]:port")
     return host, port
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[:1].lower() + exc.strerror[1:]
-    return str(exc) or type(exc).__name__
-
-
-def _cert_expiry(ssl_object: ssl.SSLObject) -> float | None:
-    """Earliest notAfter of the peer's chain (the leaf alone where the chain is hidden)."""
-    infos: list[dict[str, Any]] = []
-    inner = getattr(ssl_object, "_sslobj", None)  # the chain has no public API before 3.13
-    for name in ("get_verified_chain", "get_unverified_chain"):
-        getter = getattr(inner, name, None)
-        if getter is None:
-            continue
-        try:
-            chain = getter()
-        except (ssl.SSLError, ValueError):
-            chain = None
-        if chain:
-            infos = [cert.get_info() for cert in chain]
-            break
-    if not infos:
-        leaf = ssl_object.getpeercert()
-        if leaf:
-            infos = [dict(leaf)]
-    stamps = [ssl.cert_time_to_seconds(i["notAfter"]) for i in infos if i.get("notAfter")]
-    return float(min(stamps)) if stamps else None
 
 
 class TcpProbe:
@@ -208,23 +149,19 @@ class TcpProbe:
         self._expect = re.compile(settings.expect.encode()) if settings.expect else None
         self._ssl: ssl.SSLContext | None = None
         if settings.tls:
-            ctx = ssl.create_default_context(
-                cafile=str(settings.ca_file) if settings.ca_file else None
+            self._ssl = client_ssl_context(
+                verify=settings.verify,
+                ca_file=settings.ca_file,
+                cert_file=settings.cert_file,
+                key_file=settings.key_file,
             )
-            if not settings.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if settings.cert_file is not None:
-                key = str(settings.key_file) if settings.key_file else None
-                ctx.load_cert_chain(str(settings.cert_file), key)
-            self._ssl = ctx
 
     async def aclose(self) -> None:
         """Nothing to release: every check closes its own connection."""
 
     async def check(self, target: str, timeout: float) -> ProbeResult:
         start = time.perf_counter()
-        clock = _Clock()
+        clock = PhaseClock("dns", "connect", "tls", "expect")
         metrics: dict[str, float] = {"tls": 0.0, "bytes_read": 0.0}
         message = ""
         try:
@@ -235,10 +172,10 @@ class TcpProbe:
                 message = f"timeout waiting for /{self._expect.pattern.decode()}/"
             else:
                 message = f"timeout after {timeout:g}s during {clock.phase}"
-        except _Failure as exc:
+        except Failure as exc:
             message = exc.message
         except OSError as exc:
-            message = _error_text(exc)
+            message = error_text(exc)
         clock.enter("")
         return ProbeResult(
             success=not message,
@@ -248,7 +185,7 @@ class TcpProbe:
             metrics=metrics,
         )
 
-    async def _run(self, target: str, clock: _Clock, metrics: dict[str, float]) -> None:
+    async def _run(self, target: str, clock: PhaseClock, metrics: dict[str, float]) -> None:
         host, port = split_target(target)
         loop = asyncio.get_running_loop()
         addresses = await self._resolve(loop, host, port)
@@ -276,11 +213,11 @@ class TcpProbe:
                         self._ssl, server_hostname=self.settings.server_name or host
                     )
                 except ssl.SSLError as exc:
-                    raise _Failure(_error_text(exc)) from None
+                    raise Failure(error_text(exc)) from None
                 metrics["tls"] = 1.0
                 ssl_object = writer.get_extra_info("ssl_object")
                 if ssl_object is not None:
-                    expiry = _cert_expiry(ssl_object)
+                    expiry = cert_expiry(ssl_object)
                     if expiry is not None:
                         metrics["cert_expiry_timestamp"] = expiry
             clock.enter("send")
@@ -304,41 +241,21 @@ class TcpProbe:
             try:
                 data = await reader.read(limit - len(seen))
             except ssl.SSLError as exc:
-                raise _Failure(_error_text(exc)) from None
+                raise Failure(error_text(exc)) from None
             seen += data
             metrics["bytes_read"] = float(len(seen))
             if expect.search(seen):
                 return
             if not data:
                 got = bytes(seen[-60:]).decode("utf-8", "replace")
-                raise _Failure(f"connection closed before {shown} matched (got {got!r})")
+                raise Failure(f"connection closed before {shown} matched (got {got!r})")
             if len(seen) >= limit:
-                raise _Failure(f"read {limit} bytes without matching {shown}")
+                raise Failure(f"read {limit} bytes without matching {shown}")
 
     async def _resolve(
         self, loop: asyncio.AbstractEventLoop, host: str, port: int
     ) -> list[tuple[int, str]]:
-        """Addresses to try, in order: (family, ip)."""
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise _Failure(f"resolving {host!r}: {exc.strerror}") from None
-        found: list[tuple[int, str]] = []
-        for family, _type, _proto, _name, sockaddr in infos:
-            item = (int(family), str(sockaddr[0]))
-            if item not in found:
-                found.append(item)
-        want = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}.get(self.settings.ip_version)
-        if want is not None:
-            preferred = [a for a in found if a[0] == want]
-            if not self.settings.ip_fallback:
-                if not preferred:
-                    raise _Failure(f"resolving {host!r}: no {self.settings.ip_version} address")
-                return preferred
-            found = preferred + [a for a in found if a[0] != want]
-        if not found:
-            raise _Failure(f"resolving {host!r}: no address")
-        return found
+        return await resolve(loop, host, port, self.settings.ip_version, self.settings.ip_fallback)
 
 
 @hookimpl
