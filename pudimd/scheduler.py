@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from pudimd.config.models import SchedulerConfig, TargetBase
     from pudimd.contracts import Probe
+    from pudimd.metrics import Metrics
     from pudimd.plugins import PluginHost
 
 __all__ = ["ApplyStats", "Job", "Scheduler"]
@@ -100,7 +101,7 @@ class Scheduler:
         config: SchedulerConfig,
         *,
         on_result: ResultCallback | None = None,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         concurrency: dict[str, int] | None = None,
     ) -> None:
         self.host = host
