@@ -58,6 +58,7 @@ test: $(VENV)/.installed-test deb-deps lint
 
 bench: $(VENV)/.installed-test deb-deps
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@echo "== bench/bench_throughput.py --keepalive"; $(BIN)/python bench/bench_throughput.py --keepalive --scale 0
 
 docs: $(VENV)/.installed
 	$(BIN)/pudimd config schema --markdown > docs/configuration.md
