@@ -36,7 +36,12 @@ async def open_engine(url: str) -> AsyncEngine:
     try:
         parsed = make_url(url)
         engine = await _create(parsed)
-        await upgrade(engine)
+        in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (
+            None,
+            "",
+            ":memory:",
+        )
+        await upgrade(engine, url=None if in_memory else url)
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
             if parsed.get_backend_name() == "sqlite":
@@ -52,6 +57,12 @@ async def open_engine(url: str) -> AsyncEngine:
             raise StoreError(f"cannot open database {mask_url(url)}: {reason}") from exc
         raise
     return engine
+
+
+async def create_engine_for(url: str) -> AsyncEngine:
+    """The engine :func:`open_engine` would make, without migrating (for the migration
+    child process)."""
+    return await _create(make_url(url))
 
 
 async def _create(url: URL) -> AsyncEngine:

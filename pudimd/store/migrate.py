@@ -9,13 +9,13 @@ migrated schema with the tables.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import inspect, text
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -45,12 +45,13 @@ def head_revision() -> str:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at, or None when it has never been migrated."""
-    try:
-        async with engine.connect() as conn:
-            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    except DBAPIError:
-        return None
+    """The revision the database is at, or None when it has never been migrated.  A
+    database that cannot be reached raises."""
+    async with engine.connect() as conn:
+        if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+            return None
+        revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        return None if revision is None else str(revision)
 
 
 def alembic_config() -> Config:
@@ -62,16 +63,20 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head", *, url: str | None = None) -> None:
     """Migrate the database behind ``engine`` to ``revision``, in one transaction where
     the database allows (PostgreSQL).
 
-    A database already at the head revision is left alone without importing Alembic (it
-    costs ~10 MB of memory for the daemon's lifetime)."""
+    A database already at the head revision is left alone.  Otherwise, given the ``url`` of
+    a database another process can reach, the migration runs in a child process: Alembic
+    (with Mako and Pygments) costs ~12 MB that would stay in the daemon for its lifetime."""
     if revision == "head":
         head = await anyio.to_thread.run_sync(head_revision)
         if await current_revision(engine) == head:
             return
+    if url is not None:
+        await _upgrade_in_child(url, revision)
+        return
     config = alembic_config()
     # Reading the revision files is file I/O: do it off the event loop.
     script = await anyio.to_thread.run_sync(_load_scripts, config)
@@ -107,3 +112,38 @@ def _upgrade(
 
     with EnvironmentContext(config, script, fn=steps, destination_rev=revision):
         script.run_env()
+
+
+async def _upgrade_in_child(url: str, revision: str) -> None:
+    """Run :func:`upgrade` in ``python -m pudimd.store.migrate`` (the URL, which may hold a
+    password, goes through stdin, not the command line)."""
+    result = await anyio.run_process(
+        [sys.executable, "-m", "pudimd.store.migrate", revision],
+        input=url.encode(),
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"migration failed: {lines[-1] if lines else result.returncode}")
+
+
+
+async def _child(revision: str) -> None:
+    from pudimd.store.engine import create_engine_for
+    from pudimd.store.errors import describe
+
+    url = sys.stdin.read().strip()
+    try:
+        engine = await create_engine_for(url)
+        try:
+            await upgrade(engine, revision)
+        finally:
+            await engine.dispose()
+    except Exception as exc:
+        # The parent reports the last line: make it the reason, on one line.
+        print(describe(exc, url), file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    anyio.run(_child, sys.argv[1] if len(sys.argv) > 1 else "head")
