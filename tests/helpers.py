@@ -39,3 +39,13 @@ def free_port() -> int:
 
 PUDIMD = [sys.executable, "-m", "pudimd"]
 """The ``pudimd`` command of the Python running the tests."""
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether ``::1`` can be bound here (some containers have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False

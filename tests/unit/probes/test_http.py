@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -18,7 +17,7 @@ from aiohttp import web
 from pudimd_plugins.probes.http import HttpProbe, HttpSettings, pudimd_probe_types
 from pydantic import ValidationError
 
-from tests.helpers import free_port
+from tests.helpers import free_port, has_ipv6_loopback
 
 pytestmark = pytest.mark.anyio
 
@@ -413,16 +412,7 @@ async def test_server_closing_without_answer_fails() -> None:
     assert result.message == "connection closed before a response"
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 async def test_ipv6_literal_url() -> None:
     async with serving({"/": ok}, host="::1") as port:
         result = await check(f"http://[::1]:{port}/")

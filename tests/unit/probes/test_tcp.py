@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +15,7 @@ import trustme
 from pudimd_plugins.probes.tcp import TcpProbe, TcpSettings, pudimd_probe_types, unescape
 from pydantic import ValidationError
 
-from tests.helpers import free_port
+from tests.helpers import free_port, has_ipv6_loopback
 
 pytestmark = pytest.mark.anyio
 
@@ -166,16 +165,7 @@ async def test_malformed_target_fails(target: str) -> None:
     assert result.message.startswith("invalid target")
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 async def test_ipv6_target_in_brackets() -> None:
     async with serving(banner, host="::1") as port:
         result = await check(f"[::1]:{port}", expect="220")
