@@ -172,7 +172,7 @@ class Scheduler:
                 plugin=plugin,
                 state=old.state if same_subject else TargetState(),
             )
-            self._remove(old, cancel=False)
+            self._remove(old)  # its in-flight check, if any, would be dropped anyway
             self.jobs[name] = job
             if same_schedule:
                 job._cron = old._cron
@@ -183,9 +183,9 @@ class Scheduler:
         self._wake.set()
         return stats, retired
 
-    def _remove(self, job: Job, *, cancel: bool = True) -> None:
+    def _remove(self, job: Job) -> None:
         job.removed = True
-        if cancel and job.cancel_scope is not None:
+        if job.cancel_scope is not None:
             job.cancel_scope.cancel()
         self.jobs.pop(job.name, None)
 
