@@ -147,6 +147,10 @@ class Daemon:
             return config.storage.url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.state_dir(config) / 'pudimd.db'}"
 
+    def _configure_host(self, config: ConfigBase) -> None:
+        self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
+        self.host.trace = config.plugins.trace
+
     # -- running ----------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -178,7 +182,7 @@ class Daemon:
             metrics=self.metrics,
             concurrency=config.plugins.concurrency,
         )
-        self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
+        self._configure_host(config)
         self.metrics.scheduler = self.scheduler
         try:
             await self._serve(config)
@@ -290,7 +294,7 @@ class Daemon:
                 )
         configure_logging(config.logging.format, config.logging.level)
         self.scheduler.configure(config.scheduler, config.plugins.concurrency)
-        self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
+        self._configure_host(config)
         stats, retired = self.scheduler.apply(config.targets)
         self.config = config
         self.metrics.reload_success.set(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -96,6 +97,8 @@ class PluginHost:
         self.disabled = set(disabled)
         self.on_error = on_error
         self.hook_timeout = hook_timeout
+        self.trace = False
+        """Log every event-hook call with its plugin and duration (``plugins.trace``)."""
         self.infos: dict[str, PluginInfo] = {}
         self._types: dict[str, dict[str, type[Any]]] | None = None
 
@@ -252,9 +255,15 @@ class PluginHost:
         Returns ``(True, value)`` or ``(False, exception)``: a raise or a timeout is logged
         with the plugin's name and reported to ``on_error``, never propagated (cancellation
         of the caller still is)."""
+        started = time.perf_counter() if self.trace else 0.0
         try:
             with anyio.fail_after(timeout):
-                return True, await await_me_maybe(call)
+                value = await await_me_maybe(call)
+            if self.trace:
+                log.info(
+                    "hook call", plugin=plugin, hook=hook, seconds=time.perf_counter() - started
+                )
+            return True, value
         except TimeoutError as exc:
             error: Exception = TimeoutError(f"did not return within {timeout:g}s")
             error.__cause__ = exc

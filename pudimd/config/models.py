@@ -124,6 +124,7 @@ class PluginsConfig(StrictModel):
     hook_timeout: PositiveDuration = Field(
         timedelta(seconds=10), description="Time limit of each event-hook call"
     )
+    trace: bool = Field(False, description="Log every event-hook call with its duration")
 
 
 class DefaultsConfig(StrictModel):

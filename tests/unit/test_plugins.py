@@ -147,3 +147,23 @@ def test_core_never_imports_plugins() -> None:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
     assert _imports(ROOT / "plugins/pudimd_plugins/probes/http.py"), "the scan reads real imports"
+
+
+@pytest.mark.anyio
+async def test_trace_logs_every_event_hook_call_with_its_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    from pudimd.log import configure_logging
+
+    class Plugin:
+        @hookimpl
+        def pudimd_startup(self, daemon: Any) -> None:
+            return None
+
+    configure_logging("json", "info")
+    host = PluginHost()
+    host.register(Plugin(), "traced")
+    await host.call_event("pudimd_startup", daemon=None)
+    assert "hook call" not in capsys.readouterr().err
+    host.trace = True
+    await host.call_event("pudimd_startup", daemon=None)
+    line = capsys.readouterr().err
+    assert '"event": "hook call"' in line and '"plugin": "traced"' in line and '"seconds"' in line
