@@ -18,9 +18,11 @@ __all__ = ["open_engine"]
 log = structlog.get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-SQLITE_CACHE_KIB = 32768
-"""Page cache per SQLite connection (a ceiling, not an allocation).  A batch dirties
-about one index page per target; when they all fit, the commit writes each once."""
+SQLITE_CACHE_KIB = 2048
+"""Page cache per SQLite connection: a ceiling that a long-running daemon reaches, for
+each pooled connection.  32 MB wrote ~10 % faster (a batch dirties about one index page
+per target) but grew the daemon's RSS by tens of MB over hours; 2 MB (SQLite's default)
+still writes ~29,000 results/s here."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a PostgreSQL server before giving up."""
 
