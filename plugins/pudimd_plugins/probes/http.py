@@ -87,6 +87,7 @@ __all__ = ["HttpProbe", "HttpSettings", "pudimd_probe_types"]
 _USER_AGENT = f"pudimd/{pudimd.__version__}"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HEADER_LIMIT = 64 * 1024
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 
 
 class HttpSettings(PluginSettings):
@@ -489,8 +490,11 @@ class HttpProbe:
         if absolute and self._proxy_auth is not None:
             lines.append(f"Proxy-Authorization: {self._proxy_auth}")
         for key, (name, value) in headers.items():
-            if key not in ("connection", "content-length", "transfer-encoding"):
-                lines.append(f"{name}: {value}")
+            if key in ("connection", "content-length", "transfer-encoding"):
+                continue
+            if not send_auth and key in _CREDENTIAL_HEADERS:
+                continue  # credentials stay with their origin, whoever set them
+            lines.append(f"{name}: {value}")
         lines.append("Connection: keep-alive" if keep else "Connection: close")
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")

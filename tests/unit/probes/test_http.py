@@ -358,7 +358,13 @@ async def test_credentials_do_not_follow_a_redirect_to_another_origin() -> None:
         result = await check(
             f"http://127.0.0.1:{port}/", bearer_token="t", body_contains="auth=None"
         )
+        by_header = await check(
+            f"http://127.0.0.1:{port}/",
+            headers={"Authorization": "Token secret"},
+            body_contains="auth=None",
+        )
     assert result.success, result.message
+    assert by_header.success, "an Authorization set in headers stays with its origin too"
 
 
 # ----------------------------------------------------------------------- failures
