@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -15,6 +16,12 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger writing to whatever ``sys.stderr`` is when it logs (it may be replaced,
+    e.g. by a test's capture, after logging is configured)."""
+    return structlog.PrintLogger(sys.stderr)
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
@@ -33,7 +40,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(_LEVELS[level], logging.WARNING), stream=sys.stderr, force=True)
