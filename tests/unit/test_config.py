@@ -194,6 +194,7 @@ def test_json_schema_covers_plugin_settings(schema: ConfigSchema) -> None:
     defs = doc["$defs"]
     assert "EchoSettings" in defs and "BrokenSettings" in defs
     assert defs["EchoTarget"]["properties"]["probe"]["const"] == "echo"
-    assert "reference" not in reference_markdown(
-        schema
-    ).lower() or "EchoSettings" in reference_markdown(schema)
+    markdown = reference_markdown(schema)
+    assert "## EchoSettings" in markdown
+    assert "| `delay` | number | `0.0` |" in markdown
+    assert "Installed probe types: `broken`, `echo`." in markdown

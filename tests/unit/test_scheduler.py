@@ -264,14 +264,12 @@ async def test_cron_schedule_fires_on_the_second(host: PluginHost, schema: Confi
             "targets:\n  - {name: c, probe: echo, target: cron, cron: '* * * * * *', timezone: Asia/Tokyo}\n",
         )
     )
-    wall_before = time.time()
     await run_for(scheduler, 2.2)
     calls = [t for target, t in EchoProbe.calls if target == "cron"]
     assert 2 <= len(calls) <= 3
     offset = time.time() - anyio.current_time()
     for t in calls:
         assert (t + offset) % 1.0 < 0.05 or (t + offset) % 1.0 > 0.95
-    assert wall_before
 
 
 async def test_missed_runs_run_once_after_a_stall(
