@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 CONFIG ?= etc/pudimd.yaml
 STATE  ?= .state
 
-# Debian packages the test suite talks to: real nginx, promtool (package prometheus).
-DEBIAN_TEST_PACKAGES := nginx prometheus
+# Debian packages the test suite talks to: nginx, promtool (prometheus), dnsmasq, the real
+# blackbox_exporter, sshd.
+DEBIAN_TEST_PACKAGES ?= nginx prometheus dnsmasq prometheus-blackbox-exporter openssh-server
 
 .PHONY: run test lint unit bench docs deb-deps clean help
 
@@ -17,7 +18,7 @@ help:
 	@echo "make test   install test dependencies (Python and Debian), lint, run the whole suite"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  run the benchmarks in bench/ and print their figures"
-	@echo "make docs   regenerate docs/configuration.md from the config schema"
+	@echo "make docs   regenerate docs/configuration.md and docs/probes.md from the plugins"
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +57,14 @@ unit: $(VENV)/.installed-test
 test: $(VENV)/.installed-test deb-deps lint
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed-test deb-deps
+bench: $(VENV)/.installed-test
+	@$(MAKE) --no-print-directory deb-deps DEBIAN_TEST_PACKAGES="$(DEBIAN_TEST_PACKAGES) wrk"
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 	@echo "== bench/bench_throughput.py --keepalive"; $(BIN)/python bench/bench_throughput.py --keepalive --scale 0
 
 docs: $(VENV)/.installed
 	$(BIN)/pudimd config schema --markdown > docs/configuration.md
+	$(BIN)/pudimd config probes > docs/probes.md
 
 clean:
 	rm -rf $(VENV) $(STATE) .mypy_cache .ruff_cache .pytest_cache

@@ -55,6 +55,18 @@ def cli() -> None:
     """
 
 
+def _use_uvloop(choice: str) -> bool:
+    if choice == "asyncio":
+        return False
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise click.BadParameter("uvloop is not installed", param_hint="--loop") from None
+        return False
+    return True
+
+
 @cli.command()
 @_config_option()
 @click.option(
@@ -65,7 +77,16 @@ def cli() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="State directory (default: state_dir, $STATE_DIRECTORY, ~/.local/state/pudimd).",
 )
-def run(config_path: Path, listen: str | None, state_dir: Path | None) -> None:
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    show_default=True,
+    envvar="PUDIMD_LOOP",
+    help="Event loop: uvloop (libuv; about 1.5x the checks per CPU-second), asyncio (the "
+    "standard library's), auto (uvloop when installed).",
+)
+def run(config_path: Path, listen: str | None, state_dir: Path | None, loop: str) -> None:
     """Run the daemon in the foreground (what the systemd unit starts).
 
     SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully within 10 s.
@@ -89,7 +110,7 @@ def run(config_path: Path, listen: str | None, state_dir: Path | None) -> None:
     known = (ConfigError, StoreError, ListenError, PluginError)
     try:
         daemon = Daemon(config_path, listen=listen, state_dir=state_dir)
-        anyio.run(daemon.run)
+        anyio.run(daemon.run, backend_options={"use_uvloop": _use_uvloop(loop)})
     except known as exc:
         _fail(str(exc))
     except BaseExceptionGroup as group:  # raised inside the task group
@@ -208,6 +229,14 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _json_value(value: Any) -> Any:
+    """What ``json.dumps`` cannot write by itself in a result: a raw body (bytes) as text,
+    anything else as its ``str``."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
 @cli.command()
 @click.argument("probe_type", metavar="TYPE")
 @click.argument("target")
@@ -215,6 +244,20 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="A probe setting (repeatable)."
 )
 @click.option("--timeout", default="10s", show_default=True, help="Time limit of the check.")
+@click.option(
+    "--condition",
+    "conditions",
+    multiple=True,
+    metavar="EXPR",
+    help="A condition the result must meet, e.g. '[STATUS] == 200' (repeatable).",
+)
+@click.option(
+    "--degraded-if",
+    "degraded_if",
+    multiple=True,
+    metavar="EXPR",
+    help="A condition that makes the result degraded, e.g. '[RESPONSE_TIME] > 800'.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Output the result as JSON.")
 @_config_option()
 def probe(
@@ -222,12 +265,16 @@ def probe(
     target: str,
     sets: tuple[str, ...],
     timeout: str,
+    conditions: tuple[str, ...],
+    degraded_if: tuple[str, ...],
     as_json: bool,
     config_path: Path,
 ) -> None:
-    """Run one TYPE check of TARGET now and print the result; exit 1 if it failed.
+    """Run one TYPE check of TARGET now and print the result; exit 1 if it failed (a
+    degraded result is a success, printed DEGRADED).
 
     Example: pudimd probe http https://example.com --set valid_status_codes=[200,301]
+    --condition '[BODY].status == UP'
     """
     import dataclasses
 
@@ -247,6 +294,8 @@ def probe(
                 "target": target,
                 "timeout": timeout,
                 probe_type: _parse_sets(sets),
+                "conditions": list(conditions),
+                "degraded_if": list(degraded_if),
             }
         ]
     }
@@ -267,16 +316,18 @@ def probe(
             if aclose is not None:
                 await aclose()
 
-    result = anyio.run(once)
+    result = anyio.run(once, backend_options={"use_uvloop": _use_uvloop("auto")})
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2, default=_json_value))
     else:
-        state = "UP" if result.success else "DOWN"
+        state = ("DEGRADED" if result.degraded else "UP") if result.success else "DOWN"
         click.echo(f"{state} {probe_type} {target} in {result.duration * 1000:.1f} ms")
         if result.status is not None:
             click.echo(f"  status: {result.status}")
         if result.message:
             click.echo(f"  message: {result.message}")
+        if result.condition is not None:
+            click.echo(f"  condition: {result.condition}")
         for name, seconds in result.phases.items():
             click.echo(f"  phase {name}: {seconds * 1000:.2f} ms")
         for name, value in result.metrics.items():
@@ -340,6 +391,17 @@ def config_schema(config_path: Path, markdown: bool) -> None:
         click.echo(reference_markdown(schema), nl=False)
     else:
         click.echo(json.dumps(json_schema(schema), indent=2))
+
+
+@config.command("probes")
+@_config_option()
+def config_probes(config_path: Path) -> None:
+    """Print the Markdown manual of every installed probe type (docs/probes.md)."""
+    from pudimd.config.probedocs import probes_markdown
+    from pudimd.daemon import make_host
+
+    host = make_host(config_path if config_path.exists() else None)
+    click.echo(probes_markdown(host), nl=False)
 
 
 def main() -> None:

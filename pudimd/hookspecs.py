@@ -64,9 +64,15 @@ def pudimd_probe_types() -> list[type[Any]]:  # type: ignore[empty-body]
 def pudimd_notifier_types() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the notifier types this plugin provides.
 
-    Called once at start-up.  Takes no arguments.  Returns a list of classes with a unique
-    ``type`` name and a ``Settings`` model (the receiver's config schema).  Their delivery
-    methods are specified with alerting.
+    Called once at start-up.  Takes no arguments.  Returns a list of classes, each with:
+
+    - ``type``: the name (``webhook``, ``slack``...), unique across all plugins;
+    - ``Settings``: a subclass of :class:`pudimd.settings.NotifierSettings`, the schema of
+      one entry under the type's ``config_key`` in a receiver (``webhook_configs: [{url:
+      ...}]``);
+    - ``__init__(settings)`` and ``async send(notification, timeout) -> str | None``, and
+      optionally ``async aclose()``; optionally ``config_key`` and ``global_defaults``.
+      See :class:`pudimd.contracts.Notifier` and :class:`pudimd.contracts.NotifierType`.
     """
 
 
@@ -112,6 +118,20 @@ def pudimd_shutdown(daemon: Daemon) -> Any:
 
     ``daemon``: the stopping daemon.  Return nothing or an awaitable; the core awaits it
     under ``plugins.hook_timeout`` (and within the 10 s stop budget).
+    """
+
+
+@hookspec
+def pudimd_api_routes(daemon: Daemon) -> Any:
+    """Add HTTP endpoints to the daemon's listener.
+
+    Called once when the HTTP application is built, before the daemon listens (and again
+    by each test app built for ``daemon``).  ``daemon``: the daemon the routes serve.
+    Return a list of aiohttp route definitions (``aiohttp.web.get("/ping/{key}",
+    handler)``, ``web.post(...)``, ``web.route("*", ...)``), or None.  Called synchronously:
+    build the list, do no I/O.  A raise is logged with the plugin's name, counted, and the
+    plugin's routes are left out; a route that clashes with one the core or another plugin
+    already serves is an error of the same kind.
     """
 
 

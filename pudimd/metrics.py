@@ -39,6 +39,11 @@ LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 _TARGET_FAMILIES = (
     ("pudimd_target_up", "gauge", "1 if the last check succeeded, else 0"),
+    (
+        "pudimd_target_degraded",
+        "gauge",
+        "1 if the last check succeeded but the target is degraded (degraded_if), else 0",
+    ),
     ("pudimd_target_check_duration_seconds", "gauge", "Duration of the last check"),
     ("pudimd_target_last_check_timestamp_seconds", "gauge", "Unix time the last check started"),
     ("pudimd_target_phase_duration_seconds", "gauge", "Duration of each phase of the last check"),
@@ -61,7 +66,7 @@ def render_targets(rows: list[TargetRow]) -> str:
     the event loop on every scrape.  Target names and probe types are plain by
     validation; phase names come from plugins and are escaped."""
     out: list[list[str]] = [[] for _ in _TARGET_FAMILIES]
-    up, duration, last, phase, checks, failures = out
+    up, degraded, duration, last, phase, checks, failures = out
     for name, probe, n_checks, n_failures, result in rows:
         labels = f'target="{name}",probe="{probe}"'
         checks.append(f"pudimd_target_checks_total{{{labels}}} {n_checks}.0")
@@ -69,6 +74,8 @@ def render_targets(rows: list[TargetRow]) -> str:
         if result is None:
             continue
         up.append(f"pudimd_target_up{{{labels}}} {1.0 if result.success else 0.0}")
+        bad = 1.0 if result.success and result.degraded else 0.0
+        degraded.append(f"pudimd_target_degraded{{{labels}}} {bad}")
         duration.append(f"pudimd_target_check_duration_seconds{{{labels}}} {result.duration!r}")
         last.append(f"pudimd_target_last_check_timestamp_seconds{{{labels}}} {result.timestamp!r}")
         for key, seconds in result.phases.items():
@@ -130,7 +137,7 @@ class Metrics:
             ["probe"],
             registry=r,
         )
-        self._check_children: dict[tuple[str, bool], Any] = {}
+        self._check_children: dict[tuple[str, str], Any] = {}
         self.checks = Counter("pudimd_checks", "Checks completed", ["probe", "result"], registry=r)
         self.plugin_errors = Counter(
             "pudimd_plugin_errors",
@@ -159,12 +166,14 @@ class Metrics:
         GCCollector(registry=r)
         r.register(_SchedulerCollector(self))
 
-    def count_check(self, probe: str, success: bool) -> None:
-        """Count one completed check (children cached: this runs for every check)."""
-        child = self._check_children.get((probe, success))
+    def count_check(self, probe: str, success: bool, degraded: bool = False) -> None:
+        """Count one completed check as ``result="success"``, ``"degraded"`` (a success
+        that is degraded) or ``"failure"`` (children cached: this runs for every check)."""
+        outcome = ("degraded" if degraded else "success") if success else "failure"
+        child = self._check_children.get((probe, outcome))
         if child is None:
-            child = self.checks.labels(probe=probe, result="success" if success else "failure")
-            self._check_children[(probe, success)] = child
+            child = self.checks.labels(probe=probe, result=outcome)
+            self._check_children[(probe, outcome)] = child
         child.inc()
 
     def plugin_error(self, plugin: str, hook: str, _exc: BaseException | None = None) -> None:

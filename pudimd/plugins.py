@@ -243,6 +243,23 @@ class PluginHost:
                 results.append(value)
         return results
 
+    def call_sync(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of the synchronous hook ``hook_name``, each in
+        isolation, and return ``(plugin_name, value)`` for those that returned something.
+
+        Used for hooks called while something is being built (``pudimd_api_routes``): no
+        timeout, but a raise is logged with the plugin's name, counted, and skipped."""
+        results: list[tuple[str, Any]] = []
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:
+                value = impl.function(**{n: kwargs[n] for n in impl.argnames})
+            except Exception as exc:
+                self.record_error(impl.plugin_name, hook_name, exc)
+                continue
+            if value is not None:
+                results.append((impl.plugin_name, value))
+        return results
+
     async def isolate(
         self,
         plugin: str,

@@ -14,6 +14,9 @@ task in the scheduler's task group, so 10,000 targets cost one sleeping task, no
   ``skip`` drops the late run and waits for the next slot.  Both are counted.
 - Every check runs under its timeout and in isolation: an exception or an overrun becomes
   a failed result, is logged with the plugin's name and counted; the daemon goes on.
+- A successful result then meets the target's ``conditions`` (one that fails makes it a
+  failure) and ``degraded_if`` (one that holds makes it degraded); see
+  :func:`pudimd.conditions.judge`.  Targets without conditions pay one attribute test.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
+from pudimd.conditions import judge
 from pudimd.results import ProbeResult, TargetState
 
 if TYPE_CHECKING:
@@ -366,6 +370,14 @@ class Scheduler:
         if not checked.duration:
             checked.duration = anyio.current_time() - started
         checked.timestamp = wall
+        target = job.target
+        if checked.success and (target.conditions or target.degraded_if):
+            try:
+                judge(checked, target.conditions, target.degraded_if)
+            except Exception as exc:  # a bug in the evaluator must not stop the scheduler
+                log.exception("conditions failed to evaluate", target=job.name)
+                checked.success = False
+                checked.message = f"conditions failed to evaluate: {type(exc).__name__}: {exc}"
         return checked
 
     def _deliver(self, job: Job, result: ProbeResult) -> None:

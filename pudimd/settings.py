@@ -8,14 +8,19 @@ Secrets are :class:`pydantic.SecretStr` (never logged, shown as ``**********``).
 ``x`` may be given as ``x_file`` instead, a path to a file holding it (the systemd
 ``LoadCredential=``/Kubernetes secret pattern): declare ``x_file: SecretFile | None = None``
 next to ``x: SecretStr | None = None`` and the base class reads the file into ``x``.
+
+Regular expressions are :data:`Regex` (a list of them: :data:`Regexes`; one matched against
+bytes: :data:`BytesRegex`), compiled when the config is loaded so a bad one is a config error.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,7 +30,16 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["PluginSettings", "SecretFile", "StrictModel", "read_secret_file"]
+__all__ = [
+    "BytesRegex",
+    "NotifierSettings",
+    "PluginSettings",
+    "Regex",
+    "Regexes",
+    "SecretFile",
+    "StrictModel",
+    "read_secret_file",
+]
 
 
 def read_secret_file(value: Any, info: ValidationInfo | None = None) -> SecretStr:
@@ -61,6 +75,37 @@ SecretFile = Annotated[
 own location in the config."""
 
 
+def _compiles(pattern: str | bytes, shown: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {shown!r}: {exc}") from None
+
+
+def _check_regex(value: str) -> str:
+    _compiles(value, value)
+    return value
+
+
+def _check_regexes(values: list[str]) -> list[str]:
+    for value in values:
+        _compiles(value, value)
+    return values
+
+
+def _check_bytes_regex(value: str) -> str:
+    _compiles(value.encode(), value)
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_check_regex)]
+"""A regular expression (Python's syntax), checked when the config is loaded."""
+Regexes = Annotated[list[str], AfterValidator(_check_regexes)]
+"""A list of regular expressions (a bad one is an error at the list's location)."""
+BytesRegex = Annotated[str, AfterValidator(_check_bytes_regex)]
+"""A regular expression matched against bytes (its text is UTF-8 encoded)."""
+
+
 class StrictModel(BaseModel):
     """A config model: unknown fields are errors, values are validated on assignment."""
 
@@ -92,3 +137,12 @@ class PluginSettings(StrictModel):
                 raise ValueError(f"set {base} or {name}, not both")
             object.__setattr__(self, base, loaded)
         return self
+
+
+class NotifierSettings(PluginSettings):
+    """Base class of every notifier's ``Settings``: what every integration of a receiver
+    has.  A notifier overrides ``send_resolved``'s default with Alertmanager's for its
+    kind."""
+
+    send_resolved: bool = True
+    """Also notify when the alerts of a group resolve."""

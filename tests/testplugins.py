@@ -16,6 +16,7 @@ from pudimd.settings import PluginSettings, SecretFile
 class EchoSettings(PluginSettings):
     succeed: bool = True
     delay: float = 0.0
+    body_bytes: int = 0
     token: SecretStr | None = None
     token_file: SecretFile | None = None
 
@@ -35,7 +36,8 @@ class EchoProbe:
         EchoProbe.calls.append((target, anyio.current_time()))
         if self.settings.delay:
             await anyio.sleep(self.settings.delay)
-        return ProbeResult(success=self.settings.succeed, status=200, message=target)
+        values = {"BODY": b"x" * self.settings.body_bytes} if self.settings.body_bytes else {}
+        return ProbeResult(success=self.settings.succeed, status=200, message=target, values=values)
 
     async def aclose(self) -> None:
         self.closed = True

@@ -10,6 +10,7 @@ from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pudimd import __version__
+from pudimd.api.probe import ProbeEndpoint, close_runner
 
 if TYPE_CHECKING:
     from pudimd.daemon import Daemon
@@ -30,6 +31,7 @@ async def _index(request: web.Request) -> web.Response:
         "/-/healthy    200 while the process runs\n"
         "/-/ready      200 once checks are scheduled\n"
         "/-/reload     POST: reload the config file\n"
+        "/probe        blackbox_exporter probes: ?target=...&module=...[&debug=true]\n"
     )
     return web.Response(text=text)
 
@@ -69,6 +71,14 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
     app.router.add_put("/-/reload", _reload)
+    probe = ProbeEndpoint(daemon)
+    app.router.add_get("/probe", probe.handle)
+    app.on_cleanup.append(lambda _app: close_runner(probe))
+    for plugin, routes in daemon.host.call_sync("pudimd_api_routes", daemon=daemon):
+        try:
+            app.router.add_routes(routes)
+        except Exception as exc:  # a clash (RuntimeError) or not a route (TypeError...)
+            daemon.host.record_error(plugin, "pudimd_api_routes", exc)
     return app
 
 

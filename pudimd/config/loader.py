@@ -213,7 +213,10 @@ def _explain(
         probe = target.get("probe") if isinstance(target, dict) else None
         if probe is None:
             return [*loc[:2], "probe"], f"missing field 'probe' (one of: {installed})", False
-        return [*loc[:2], "probe"], f"unknown probe type {probe!r} (installed: {installed})", False
+        close = difflib.get_close_matches(str(probe), list(schema.probe_types), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        reason = f"unknown probe type {probe!r} ({hint}installed: {installed})"
+        return [*loc[:2], "probe"], reason, False
     if kind == "extra_forbidden":
         parent = _model_for(loc[:-1], data, schema)
         known = list(parent.model_fields) if parent is not None else []

@@ -14,8 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, create_model, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from pudimd.conditions import Condition
 from pudimd.durations import PositiveDuration
 from pudimd.settings import PluginSettings, SecretFile, StrictModel
 
@@ -160,6 +169,18 @@ class TargetBase(StrictModel):
     timeout: PositiveDuration | None = Field(None, description="Per-check time limit")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of this target")
     enabled: bool = Field(True, description="false keeps the target in the file but unscheduled")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Gatus-style conditions every successful check must also meet, e.g. "
+        "'[STATUS] == 200', '[BODY].data.status == UP', '[RESPONSE_TIME] < 300' "
+        "(milliseconds); the first that fails makes the check a failure naming it and the "
+        "value seen. Quote them in YAML. See docs/conditions.md",
+    )
+    degraded_if: list[Condition] = Field(
+        default_factory=list,
+        description="Conditions that make a successful check degraded (working but "
+        "unhealthy: its own state, pudimd_target_degraded 1), e.g. '[RESPONSE_TIME] > 800'",
+    )
 
     @field_validator("name")
     @classmethod
@@ -231,6 +252,50 @@ class ConfigBase(StrictModel):
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     targets: list[Any] = Field(default_factory=list)
+    probe_modules_file: Path | None = Field(
+        None,
+        description="A blackbox_exporter config file (blackbox.yml) whose modules /probe "
+        "serves besides the stock ones (http_2xx, tcp_connect, icmp...); relative to this file",
+    )
+    probe_modules: dict[str, Any] = Field(
+        default_factory=dict,
+        description="blackbox_exporter modules written here, as under `modules:` of a "
+        "blackbox.yml; they override the file's and the stock ones of the same name",
+    )
+    _blackbox_modules: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("probe_modules_file")
+    @classmethod
+    def _modules_file_ok(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        from pudimd.blackbox.modules import load_modules
+
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not value.is_absolute():
+            value = Path(base) / value
+        load_modules(value)  # a bad file is an error here, at this field
+        return value
+
+    @field_validator("probe_modules")
+    @classmethod
+    def _modules_ok(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from pudimd.blackbox.modules import parse_modules
+
+        parse_modules(value, "probe_modules")
+        return value
+
+    @model_validator(mode="after")
+    def _load_probe_modules(self) -> Self:
+        from pudimd.blackbox.modules import load_modules
+
+        self._blackbox_modules = load_modules(self.probe_modules_file, self.probe_modules)
+        return self
+
+    @property
+    def blackbox_modules(self) -> dict[str, Any]:
+        """The modules ``/probe`` serves, by name (:class:`pudimd.blackbox.modules.Module`)."""
+        return self._blackbox_modules
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Self:

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+from pydantic.json_schema import GenerateJsonSchema
+
 from pudimd.config.loader import ConfigSchema
+from pudimd.durations import format_duration
 
 __all__ = ["json_schema", "reference_markdown"]
 
 
+class _Generator(GenerateJsonSchema):
+    """Defaults written the way the config writes them: durations as ``30s``, not the ISO
+    8601 ``PT30S`` pydantic would print."""
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft)
+        return super().encode_default(dft)
+
+
 def json_schema(schema: ConfigSchema) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the config file, covering every installed probe type."""
-    doc = schema.model.model_json_schema(mode="validation")
+    doc = schema.model.model_json_schema(mode="validation", schema_generator=_Generator)
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "pudimd configuration"
     return doc

@@ -58,7 +58,7 @@ def test_check_config_accepts_the_shipped_example() -> None:
         ("targets: [\n", ":2:1: invalid YAML"),
         (
             "targets:\n  - {name: a, probe: htp, target: x}\n",
-            ":2:22: targets[0].probe: unknown probe type 'htp' (installed: http, tcp)",
+            ":2:22: targets[0].probe: unknown probe type 'htp' (did you mean 'http'? installed: ",
         ),
         (
             "targets:\n  - {name: a, probe: tcp, target: 'h:1', intervl: 1s}\n",
@@ -186,7 +186,9 @@ def test_plugin_disabled_in_config_is_listed_and_its_type_refused(tmp_path: Path
         for line in listing.stdout.splitlines()
     )
     out = pudimd("check-config", str(path))
-    assert out.returncode == 1 and "unknown probe type 'tcp' (installed: http)" in out.stderr
+    assert out.returncode == 1 and "unknown probe type 'tcp'" in out.stderr
+    installed = out.stderr.rsplit("installed: ", 1)[1].rstrip(")\n").split(", ")
+    assert "http" in installed and "tcp" not in installed
 
 
 def test_config_schema_covers_plugin_settings() -> None:
@@ -201,3 +203,10 @@ def test_config_reference_in_docs_is_up_to_date() -> None:
     out = pudimd("config", "schema", "--markdown")
     assert out.returncode == 0
     assert Path("docs/configuration.md").read_text() == out.stdout, "run `make docs`"
+
+
+def test_probe_manual_in_docs_is_up_to_date() -> None:
+    out = pudimd("config", "probes")
+    assert out.returncode == 0
+    assert "## http" in out.stdout and "## heartbeat" in out.stdout
+    assert Path("docs/probes.md").read_text() == out.stdout, "run `make docs`"

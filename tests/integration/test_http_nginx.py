@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,24 +11,12 @@ import pytest
 from pudimd_plugins.probes.http import HttpProbe, HttpSettings
 
 from pudimd.results import ProbeResult
-from tests.helpers import free_port, require_binary
+from tests.helpers import free_port
+from tests.nginx import run_nginx
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-_CONFIG = """
-{user}
-daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/client;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+_SERVER = """
     server {{
         listen 127.0.0.1:{port};
         location = /health {{ default_type text/plain; return 200 "status: ok\\n"; }}
@@ -41,49 +25,17 @@ http {{
         location /static/ {{ alias {tmp}/html/; }}
         location / {{ return 404; }}
     }}
-}}
 """
 
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[str]:
     """Base URL of an nginx running for this test only."""
-    binary = require_binary("nginx", "/usr/sbin")
     (tmp_path / "html").mkdir()
     (tmp_path / "html" / "page.html").write_text("<h1>static page</h1>\n" * 50)
     port = free_port()
-    conf = tmp_path / "nginx.conf"
-    # as root, nginx workers become "nobody", who cannot read pytest's private tmp_path
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(_CONFIG.format(user=user, tmp=tmp_path, port=port))
-    proc = subprocess.Popen(
-        [binary, "-p", str(tmp_path), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"nginx exited with {proc.returncode}: {err}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("nginx did not start listening")
-                time.sleep(0.05)
+    with run_nginx(tmp_path, _SERVER.format(port=port, tmp=tmp_path), port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 async def probe(url: str, **settings: Any) -> ProbeResult:

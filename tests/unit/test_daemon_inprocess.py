@@ -94,3 +94,39 @@ async def _results(daemon: Daemon, tmp_path: Path) -> set[str]:
         return {r.target for name in ("ok", "boom") for r in await store.results(name)}
     finally:
         await store.close()
+
+
+class BodyRecorder:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    @hookimpl
+    def pudimd_result(self, job: Any, result: ProbeResult) -> None:
+        self.sizes.append(len(result.values["BODY"]))
+
+
+@pytest.mark.parametrize("with_hook", [True, False])
+async def test_live_state_keeps_only_the_start_of_a_big_body(tmp_path: Path, with_hook: bool) -> None:
+    config = tmp_path / "pudimd.yaml"
+    config.write_text(
+        "targets:\n  - {name: big, probe: echo, target: x, interval: 100ms, echo: {body_bytes: 100000}}\n"
+    )
+    host = PluginHost()
+    host.register(EchoPlugin(), "echo")
+    recorder = BodyRecorder()
+    if with_hook:
+        host.register(recorder, "recorder")
+    daemon = Daemon(
+        config, listen="127.0.0.1:0", state_dir=tmp_path / "state", host=host, notifier=Notifier("")
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        with anyio.fail_after(10):
+            while daemon.scheduler is None or "big" not in daemon.scheduler.jobs or daemon.scheduler.jobs["big"].state.checks < 2:
+                await anyio.sleep(0.05)
+        daemon.stop()
+    # after the stop, every hook task has finished (or was cancelled: trimmed all the same)
+    last = daemon.scheduler.jobs["big"].state.last
+    assert last is not None and len(last.values["BODY"]) == 1024
+    if with_hook:
+        assert recorder.sizes and set(recorder.sizes) == {100000}, "hooks see the whole body"

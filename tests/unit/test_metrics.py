@@ -25,3 +25,18 @@ def test_no_targets_still_renders_valid_families() -> None:
     text = render_targets([])
     assert "# TYPE pudimd_target_up gauge" in text
     assert list(text_string_to_metric_families(text))
+
+
+def test_checks_are_counted_as_success_degraded_or_failure() -> None:
+    metrics = Metrics()
+    metrics.count_check("http", True)
+    metrics.count_check("http", True, degraded=True)
+    metrics.count_check("http", True, degraded=True)
+    metrics.count_check("http", False, degraded=True)  # a failure is never "degraded"
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render([]).decode())}
+    counted = {
+        s.labels["result"]: s.value
+        for s in families["pudimd_checks"].samples
+        if s.name == "pudimd_checks_total"
+    }
+    assert counted == {"success": 1.0, "degraded": 2.0, "failure": 1.0}

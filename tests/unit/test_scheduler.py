@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 from collections import Counter
@@ -65,8 +66,10 @@ async def test_thousand_targets_do_not_fire_in_the_same_millisecond(
     )
     scheduler.apply(targets(schema, text))
     dues = sorted(job.due for job in scheduler.jobs.values())
-    per_ms = Counter(int(d * 1000) for d in dues)
-    assert max(per_ms.values()) <= 6
+    # the most dues in any one-millisecond window (sliding: where whole milliseconds fall
+    # depends on the clock at apply time); a uniform spread of 1,000 over 1 s gives 7 here
+    crowd = max(bisect.bisect_left(dues, d + 0.001) - i for i, d in enumerate(dues))
+    assert crowd <= 7
     assert dues[-1] - dues[0] > 0.9
 
 
@@ -327,11 +330,12 @@ async def test_removed_target_in_flight_is_cancelled(
     )
     async with anyio.create_task_group() as tg:
         await tg.start(scheduler.run)
-        with anyio.fail_after(2):
+        # the first run is due within one interval (1 s) of its hashed phase; slack for load
+        with anyio.fail_after(5):
             while scheduler.in_flight == 0:
                 await anyio.sleep(0.01)
         scheduler.apply([])
-        with anyio.fail_after(1):
+        with anyio.fail_after(2):
             while scheduler.in_flight:
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()

@@ -52,7 +52,14 @@ Metrics: ``reused`` (1 when the check reused a kept-alive connection, else 0),
 ``content_length`` (the Content-Length header, when sent), ``body_bytes`` (decoded
 body size), ``redirects``, ``http_version`` (1.0 or 1.1), ``ip_protocol`` (4 or 6),
 ``tls`` (1 or 0), ``cert_expiry_timestamp`` (earliest notAfter of the server's certificate
-chain, Unix time; only over TLS).
+chain, Unix time; only over TLS), ``tls_version`` (1.2, 1.3...; only over TLS),
+``last_modified_timestamp`` (the Last-Modified header as Unix time, when sent and valid),
+``failed_due_to_regex`` (1 when a ``fail_if_body_*`` regex failed the check).
+
+Values (for conditions): ``CONNECTED`` (a connection was made), ``IP`` (the address that
+answered), ``BODY`` (the decoded body, bytes), ``HEADERS`` (response headers, lower-case
+names: ``[HEADERS].content-type``), ``CERTIFICATE_EXPIRATION`` (seconds until the earliest
+notAfter; only over TLS).  A failed check has ``CONNECTED`` only.
 """
 
 from __future__ import annotations
@@ -60,27 +67,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import socket
 import ssl
 import time
 import zlib
-from typing import Any, Literal
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 import pudimd
 from pudimd.hookspecs import hookimpl
 from pudimd.results import ProbeResult
-from pudimd.settings import PluginSettings, SecretFile
+from pudimd.settings import PluginSettings, Regexes, SecretFile
 from pudimd_plugins.probes._net import (
     Failure,
     PhaseClock,
+    TlsClientSettings,
     cert_expiry,
-    client_ssl_context,
+    connect_first,
     error_text,
+    ip_protocol,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from pudimd.blackbox import Metric
 
 __all__ = ["HttpProbe", "HttpSettings", "pudimd_probe_types"]
 
@@ -90,7 +103,7 @@ _HEADER_LIMIT = 64 * 1024
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 
 
-class HttpSettings(PluginSettings):
+class HttpSettings(PluginSettings, TlsClientSettings):
     """Settings of the ``http`` probe (see the module docstring)."""
 
     method: str = "GET"
@@ -98,16 +111,12 @@ class HttpSettings(PluginSettings):
     body: str | None = None
     valid_status_codes: list[int] = Field(default_factory=list)
     body_contains: str | None = None
-    fail_if_body_matches_regex: list[str] = Field(default_factory=list)
-    fail_if_body_not_matches_regex: list[str] = Field(default_factory=list)
+    fail_if_body_matches_regex: Regexes = Field(default_factory=list)
+    fail_if_body_not_matches_regex: Regexes = Field(default_factory=list)
     fail_if_ssl: bool = False
     fail_if_not_ssl: bool = False
     follow_redirects: bool = True
     max_redirects: int = Field(default=10, ge=0)
-    verify: bool = True
-    ca_file: FilePath | None = None
-    cert_file: FilePath | None = None
-    key_file: FilePath | None = None
     server_name: str | None = None
     proxy: str | None = None
     ip_version: Literal["any", "ipv4", "ipv6"] = "any"
@@ -126,16 +135,6 @@ class HttpSettings(PluginSettings):
         if not re.fullmatch(r"[A-Za-z]+", value):
             raise ValueError(f"invalid HTTP method {value!r}")
         return value.upper()
-
-    @field_validator("fail_if_body_matches_regex", "fail_if_body_not_matches_regex")
-    @classmethod
-    def _regexes_compile(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
-        return value
 
     @field_validator("valid_status_codes")
     @classmethod
@@ -160,8 +159,6 @@ class HttpSettings(PluginSettings):
             raise ValueError("set username/password or bearer_token, not both")
         if self.password is not None and self.username is None:
             raise ValueError("password needs username")
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file needs cert_file")
         if self.fail_if_ssl and self.fail_if_not_ssl:
             raise ValueError("set fail_if_ssl or fail_if_not_ssl, not both")
         return self
@@ -235,9 +232,10 @@ class _Conn(asyncio.Protocol):
 
 
 class _Response:
-    __slots__ = ("body", "body_bytes", "content_length", "headers", "status", "version")
+    __slots__ = ("body", "body_bytes", "content_length", "headers", "peer", "status", "version")
 
     def __init__(self) -> None:
+        self.peer = ""  # the IP address answering
         self.status = 0
         self.version = 1.1
         self.headers: dict[str, str] = {}
@@ -305,6 +303,25 @@ class HttpProbe:
 
     type = "http"
     Settings = HttpSettings
+    blackbox_prober = "http"  # serves blackbox modules on /probe (see _blackbox.py)
+
+    @classmethod
+    def from_blackbox(cls, prober: Mapping[str, Any]) -> HttpSettings:
+        from pudimd_plugins.probes._blackbox import http_settings
+
+        return http_settings(prober)
+
+    @staticmethod
+    def blackbox_metrics(result: ProbeResult) -> list[Metric]:
+        from pudimd_plugins.probes._blackbox import http_metrics
+
+        return http_metrics(result)
+
+    @staticmethod
+    def blackbox_target(target: str) -> str:
+        from pudimd_plugins.probes._blackbox import http_target
+
+        return http_target(target)
 
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
@@ -364,21 +381,31 @@ class HttpProbe:
         try:
             async with asyncio.timeout(timeout):
                 response = await self._fetch(target, clock, metrics)
-        except TimeoutError:
+        except (TimeoutError, Failure, OSError) as exc:
             phase = clock.phase
             clock.enter("")
-            message = f"timeout after {timeout:g}s during {phase}"
-            return self._done(start, False, message, None, clock.phases, metrics)
-        except Failure as exc:
-            clock.enter("")
-            return self._done(start, False, exc.message, exc.status, clock.phases, metrics)
-        except OSError as exc:
-            clock.enter("")
-            return self._done(start, False, error_text(exc), None, clock.phases, metrics)
+            if isinstance(exc, TimeoutError):
+                message, status = f"timeout after {timeout:g}s during {phase}", None
+            elif isinstance(exc, Failure):
+                message, status = exc.message, exc.status
+            else:
+                message, status = error_text(exc), None
+            result = self._done(start, False, message, status, clock.phases, metrics)
+            result.values["CONNECTED"] = phase not in ("dns", "connect")
+            return result
         reason = self._judge(response, metrics)
-        return self._done(
+        result = self._done(
             start, reason is None, reason or "", response.status, clock.phases, metrics
         )
+        values = result.values
+        values["CONNECTED"] = True
+        values["IP"] = response.peer
+        values["BODY"] = response.body
+        values["HEADERS"] = response.headers
+        expiry = metrics.get("cert_expiry_timestamp")
+        if expiry is not None:
+            values["CERTIFICATE_EXPIRATION"] = expiry - time.time()
+        return result
 
     @staticmethod
     def _done(
@@ -417,9 +444,11 @@ class HttpProbe:
             return f"body does not contain {s.body_contains!r}"
         for regex in self._must_not:
             if regex.search(body):
+                metrics["failed_due_to_regex"] = 1.0
                 return f"body matches /{regex.pattern.decode()}/"
         for regex in self._must:
             if not regex.search(body):
+                metrics["failed_due_to_regex"] = 1.0
                 return f"body does not match /{regex.pattern.decode()}/"
         return None
 
@@ -555,6 +584,9 @@ class HttpProbe:
                     expiry = cert_expiry(ssl_object)
                     if expiry is not None:
                         setup["cert_expiry_timestamp"] = expiry
+                    version = ssl_object.version() or ""
+                    if version.startswith("TLSv"):  # TLSv1.3 -> 1.3
+                        setup["tls_version"] = float(version[4:])
             else:
                 setup["tls"] = 0.0
             idle = _Idle((target.scheme, target.netloc), conn, transport, setup)
@@ -591,6 +623,8 @@ class HttpProbe:
             keep = self._keepalive
             transport.write(self._request(target, method, body, send_auth, absolute, keep))
             response = await self._read_head(conn, method)
+            peer = transport.get_extra_info("peername")
+            response.peer = str(peer[0]) if peer else ""
             clock.enter("transfer")
             await self._read_body(conn, response, method)
             clock.enter("")
@@ -607,6 +641,14 @@ class HttpProbe:
             metrics["content_length"] = float(response.content_length)
         else:
             metrics.pop("content_length", None)
+        last_modified = response.headers.get("last-modified")
+        if last_modified:
+            try:
+                stamp = parsedate_to_datetime(last_modified).timestamp()
+            except (TypeError, ValueError):
+                stamp = None  # an unparseable date is not worth failing the check
+            if stamp is not None:
+                metrics["last_modified_timestamp"] = stamp
         return response
 
     @staticmethod
@@ -633,18 +675,11 @@ class HttpProbe:
         addresses: list[tuple[int, str]],
         port: int,
     ) -> tuple[asyncio.Transport, float]:
-        error: OSError | None = None
-        for family, ip in addresses:
-            try:
-                transport, _ = await loop.create_connection(lambda: conn, ip, port, family=family)
-            except OSError as exc:
-                if isinstance(exc, TimeoutError):
-                    raise
-                error = exc
-                continue
-            return transport, 6.0 if family == socket.AF_INET6 else 4.0
-        assert error is not None
-        raise error
+        (transport, _), family, _ip = await connect_first(
+            addresses,
+            lambda family, ip: loop.create_connection(lambda: conn, ip, port, family=family),
+        )
+        return transport, ip_protocol(family)
 
     async def _tunnel(self, conn: _Conn, transport: asyncio.Transport, target: _Target) -> None:
         lines = [f"CONNECT {target.netloc} HTTP/1.1", f"Host: {target.netloc}"]
@@ -657,14 +692,7 @@ class HttpProbe:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            st = self.settings
-            self._ssl = client_ssl_context(
-                verify=st.verify,
-                ca_file=st.ca_file,
-                cert_file=st.cert_file,
-                key_file=st.key_file,
-                alpn=["http/1.1"],
-            )
+            self._ssl = self.settings.ssl_context(alpn=["http/1.1"])
         return self._ssl
 
     async def _start_tls(
