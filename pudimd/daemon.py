@@ -15,6 +15,9 @@ import structlog
 import yaml_rs
 from anyio.abc import TaskGroup, TaskStatus
 
+from pudimd.alerting.engine import Alerting
+from pudimd.alerting.metrics import AlertingMetrics
+from pudimd.alerting.rules import RuleEngine
 from pudimd.api.app import make_app, serve
 from pudimd.config import ConfigBase, ConfigError, ConfigSchema, load_config, schema_for
 from pudimd.config.models import parse_host_port
@@ -25,9 +28,11 @@ from pudimd.plugins import PluginHost
 from pudimd.scheduler import Job, Scheduler
 from pudimd.sdnotify import Notifier, watchdog_interval
 from pudimd.store import Store
+from pudimd.store.alerting import AlertingDB
 from pudimd.store.errors import mask_url
 
 if TYPE_CHECKING:
+    from pudimd.alerting.alert import PostableAlert
     from pudimd.contracts import Probe
     from pudimd.results import ProbeResult
 
@@ -130,8 +135,10 @@ class Daemon:
         state_dir: str | Path | None = None,
         host: PluginHost | None = None,
         notifier: Notifier | None = None,
+        alertmanager_config: str | Path | None = None,
     ) -> None:
         self.config_path = Path(config_path)
+        self.alertmanager_config = alertmanager_config
         self.listen_override = listen
         self.state_dir_override = Path(state_dir) if state_dir else None
         self.metrics = Metrics()
@@ -143,6 +150,8 @@ class Daemon:
         self.config: ConfigBase | None = None
         self.scheduler: Scheduler | None = None
         self.store: Store | None = None
+        self.alerting: Alerting | None = None
+        self.rules: RuleEngine | None = None
         self.ready = False
         self.port: int | None = None
         self._stop = anyio.Event()
@@ -154,7 +163,9 @@ class Daemon:
 
     def load(self) -> ConfigBase:
         """Load and validate the config file (blocking).  Raises ConfigError."""
-        return load_config(self.config_path, self.schema)
+        return load_config(
+            self.config_path, self.schema, alertmanager_config=self.alertmanager_config
+        )
 
     def state_dir(self, config: ConfigBase) -> Path:
         if self.state_dir_override is not None:
@@ -209,19 +220,37 @@ class Daemon:
         self._configure_host(config)
         self.metrics.scheduler = self.scheduler
         try:
+            self.alerting = Alerting(
+                AlertingDB(self.store.engine),
+                self.host.types("notifier"),
+                AlertingMetrics(self.metrics.registry),
+                on_plugin_error=self.host.record_error,
+            )
+            await self.alerting.start(config.alerting, self._alerting_text(config))
+            self.rules = RuleEngine(
+                self._post_rule_alerts, external_url=config.alerting.external_url
+            )
+            self.rules.configure(config.alerting.rules, config.targets)
             await self._serve(config)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.close_probes(job.probe for job in self.scheduler.jobs.values())
+                if self.alerting is not None:
+                    await self.close_notifiers(self.alerting.notifiers())
                 await self.store.close()
 
     async def _serve(self, config: ConfigBase) -> None:
         assert self.store is not None and self.scheduler is not None
         store_svc, api_svc, sched_svc = _Service("store"), _Service("api"), _Service("scheduler")
+        alert_svc, rules_svc = _Service("alerting"), _Service("rules")
+        assert self.alerting is not None and self.rules is not None
+        rules = self.rules
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._signals)
             await tg.start(store_svc.run, self.store.run)
+            await tg.start(alert_svc.run, self.alerting.run)
+            await tg.start(rules_svc.run, lambda task_status: rules.run(task_status=task_status))
             host, port = self.listen_address(config)
             self.port = await tg.start(
                 api_svc.run,
@@ -250,7 +279,9 @@ class Daemon:
             log.info("pudimd stopping")
             with anyio.move_on_after(STOP_TIMEOUT, shield=True) as budget:
                 await sched_svc.stop()
+                await rules_svc.stop()
                 await self.host.call_event("pudimd_shutdown", daemon=self)
+                await alert_svc.stop()
                 await store_svc.stop()
                 await api_svc.stop()
             if budget.cancelled_caught:
@@ -277,6 +308,8 @@ class Daemon:
         assert self.store is not None
         self.metrics.count_check(job.target.probe, result.success, result.degraded)
         self.store.enqueue(job.name, job.target.probe, result)
+        if self.rules is not None:
+            self.rules.observe(job.name, result)
         if self._result_hook and self._tg is not None:
             self._tg.start_soon(self._call_result_hook, job, result)
         else:
@@ -330,6 +363,13 @@ class Daemon:
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(time.time())
         self.retire_probes(retired)
+        if self.alerting is not None:
+            text = self._alerting_text(config)
+            retired_notifiers = self.alerting.configure(config.alerting, text)
+            if retired_notifiers and self._tg is not None:
+                self._tg.start_soon(self.close_notifiers, retired_notifiers)
+        if self.rules is not None:
+            self.rules.configure(config.alerting.rules, config.targets)
         _settle_heap(full=False)
         log.info(
             "config reloaded",
@@ -341,6 +381,30 @@ class Daemon:
             seconds=round(time.perf_counter() - started, 3),
         )
         return None
+
+    def _alerting_text(self, config: ConfigBase) -> str:
+        """The alerting configuration as written (``/api/v2/status`` shows it)."""
+        path = config.alertmanager_config_file
+        try:
+            if path is not None:
+                return Path(path).read_text(encoding="utf-8")
+            return yaml_rs.dumps(
+                config.alerting.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+            )
+        except Exception:
+            return ""
+
+    def _post_rule_alerts(self, alerts: list[PostableAlert]) -> None:
+        """The rule engine's sink: post in the background (the engine is synchronous)."""
+        if self.alerting is not None and self._tg is not None:
+            self._tg.start_soon(self.alerting.post, alerts)
+
+    async def close_notifiers(self, notifiers: Iterable[Any]) -> None:
+        """Close notifier instances (``aclose()``), logging and counting what raises."""
+        for notifier in list(notifiers):
+            aclose = getattr(notifier, "aclose", None)
+            if aclose is not None:
+                await self.host.isolate(type(notifier).__module__, "aclose", aclose, 5.0)
 
     def retire_probes(self, probes: Iterable[Probe]) -> None:
         """Close ``probes`` soon, in the daemon's task group (they may still be finishing a

@@ -32,6 +32,8 @@ async def _index(request: web.Request) -> web.Response:
         "/-/ready      200 once checks are scheduled\n"
         "/-/reload     POST: reload the config file\n"
         "/probe        blackbox_exporter probes: ?target=...&module=...[&debug=true]\n"
+        "/api/v2/      Alertmanager API v2 (alerts, silences, status, receivers)\n"
+        "/api/v1/alertmanager/webhook  POST: an Alertmanager's webhook notifications\n"
     )
     return web.Response(text=text)
 
@@ -71,6 +73,11 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
     app.router.add_put("/-/reload", _reload)
+    from pudimd.api.alertmanager import alertmanager_routes
+    from pudimd.api.amwebhook import webhook_routes
+
+    app.router.add_routes(alertmanager_routes(daemon))
+    app.router.add_routes(webhook_routes(daemon))
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)
     app.on_cleanup.append(lambda _app: close_runner(probe))

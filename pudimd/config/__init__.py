@@ -25,6 +25,7 @@ __all__ = [
 
 
 def schema_for(host: PluginHost) -> ConfigSchema:
-    """The config schema for the probe types registered with ``host``."""
+    """The config schema for the probe and notifier types registered with ``host``."""
     probes = host.types("probe")
-    return ConfigSchema(build_config_model(probes), tuple(probes))
+    notifiers = host.types("notifier")
+    return ConfigSchema(build_config_model(probes, notifiers), tuple(probes), notifiers)

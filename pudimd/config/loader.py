@@ -11,13 +11,14 @@ import difflib
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml_rs
 from pydantic import ValidationError
 
+from pudimd.alerting.config import alerting_problems, merge_globals
 from pudimd.config.errors import ConfigError, Problem
 from pudimd.config.locate import Locator, yaml_syntax_error
 from pudimd.config.models import ConfigBase, DefaultsConfig, TargetBase
@@ -34,6 +35,7 @@ class ConfigSchema:
 
     model: type[ConfigBase]
     probe_types: tuple[str, ...]
+    notifier_types: dict[str, type[Any]] = field(default_factory=dict)
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -48,7 +50,11 @@ def format_path(path: Sequence[str | int]) -> str:
 
 
 def load_config(
-    path: str | Path, schema: ConfigSchema, env: Mapping[str, str] | None = None
+    path: str | Path,
+    schema: ConfigSchema,
+    env: Mapping[str, str] | None = None,
+    *,
+    alertmanager_config: str | Path | None = None,
 ) -> ConfigBase:
     """Load and validate the config file at ``path``.  Raises ConfigError.
 
@@ -61,7 +67,73 @@ def load_config(
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
-    return load_config_text(text, schema, file=str(path), env=env)
+    return load_config_text(
+        text, schema, file=str(path), env=env, alertmanager_config=alertmanager_config
+    )
+
+
+AM_SECTIONS = (
+    "global",
+    "route",
+    "receivers",
+    "inhibit_rules",
+    "time_intervals",
+    "mute_time_intervals",
+    "templates",
+)
+"""The parts of an alertmanager.yml pudimd reads (``alertmanager_config_file``)."""
+
+
+def _load_alertmanager(path: Path, schema: ConfigSchema, env: Mapping[str, str]) -> dict[str, Any]:
+    """The sections of the Alertmanager config at ``path``, validated on their own so
+    that errors point into that file.  Raises ConfigError."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(file, None, None, "", f"cannot read the Alertmanager config: {exc.strerror}")]
+        ) from None
+    locator = Locator(text)
+    problems: list[Problem] = []
+
+    def problem(where: Sequence[str | int], message: str, *, key: bool = False) -> None:
+        found = locator.locate(where, key=key)
+        line, col = found if found else (None, None)
+        problems.append(Problem(file, line, col, format_path(where), message))
+
+    try:
+        data = yaml_rs.loads(text, parse_datetime=False) if text.strip() else {}
+    except Exception as exc:
+        found = yaml_syntax_error(text)
+        line, col, reason = found if found else (None, None, str(exc).splitlines()[-1])
+        raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {reason}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(file, 1, 1, "", "the top level must be a mapping")])
+    for key in data:
+        if key not in AM_SECTIONS:
+            problem([key], f"Alertmanager setting {key!r} is not supported by pudimd", key=True)
+    section = {key: data[key] for key in AM_SECTIONS if key in data}
+    for where, message in merge_globals(section, schema.notifier_types):
+        problem(where, message, key=True)
+    model: Any = schema.model.model_fields["alerting"].annotation
+    if problems:
+        raise ConfigError(problems)
+    try:
+        alerting = model.model_validate(section, context={"base_dir": str(path.resolve().parent)})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = list(error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"{loc[-1]!r} is not supported by pudimd (yet)"
+            problem(loc, message, key=error["type"] == "extra_forbidden")
+        raise ConfigError(problems) from None
+    for where, message in alerting_problems(alerting):
+        problem(where, message)
+    if problems:
+        raise ConfigError(problems)
+    return section
 
 
 def load_config_text(
@@ -70,6 +142,7 @@ def load_config_text(
     *,
     file: str = "<config>",
     env: Mapping[str, str] | None = None,
+    alertmanager_config: str | Path | None = None,
 ) -> ConfigBase:
     """Validate config ``text`` (named ``file`` in errors).  Raises ConfigError."""
     env = os.environ if env is None else env
@@ -97,7 +170,33 @@ def load_config_text(
 
     if "$" in text:
         data = _interpolate(data, env, (), problem)
+    am_file = (
+        alertmanager_config
+        if alertmanager_config is not None
+        else data.get("alertmanager_config_file")
+    )
+    if isinstance(am_file, str | Path) and am_file:
+        am_path = Path(am_file)
+        if not am_path.is_absolute() and file != "<config>" and alertmanager_config is None:
+            am_path = Path(file).resolve().parent / am_path
+        am_data = _load_alertmanager(am_path, schema, env)
+        section = data.setdefault("alerting", {})
+        if isinstance(section, dict):
+            for key, value in am_data.items():
+                if key in section:
+                    problem(
+                        ("alerting", key),
+                        f"{key} is set both here and in the Alertmanager config {am_path}",
+                        key=True,
+                    )
+                section[key] = value
+        if alertmanager_config is not None:
+            data["alertmanager_config_file"] = str(am_path)
     _merge_defaults(data, schema, problem)
+    alerting = data.get("alerting")
+    if isinstance(alerting, dict):
+        for path, message in merge_globals(alerting, schema.notifier_types):
+            problem(["alerting", *path], message, key=True)
     if problems:
         raise ConfigError(problems)
 
@@ -106,10 +205,29 @@ def load_config_text(
         config = schema.model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            path, message, key = _explain(error, data, schema)
-            problem(path, message, key=key)
+            where, reason, at_key = _explain(error, data, schema)
+            problem(where, reason, key=at_key)
         raise ConfigError(problems) from None
+    for where, reason in _semantic_problems(config):
+        problem(where, reason)
+    if problems:
+        raise ConfigError(problems)
     return config
+
+
+def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
+    """What the models cannot check one by one: routes naming unknown receivers or time
+    intervals, dependencies between targets."""
+    from pudimd.alerting.rules import check_dependencies, check_rules
+
+    found: list[tuple[list[str | int], str]] = [
+        (["alerting", *path], message) for path, message in alerting_problems(config.alerting)
+    ]
+    for index, message in check_rules(config.alerting.rules, config.targets):
+        found.append((["alerting", "rules", index], message))
+    for index, message in check_dependencies(config.targets):
+        found.append((["targets", index, "depends_on"], message))
+    return found
 
 
 def _interpolate(

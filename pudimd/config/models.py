@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from pudimd.alerting.config import AlertingBase, build_alerting_model
 from pudimd.conditions import Condition
 from pudimd.durations import PositiveDuration
 from pudimd.settings import PluginSettings, SecretFile, StrictModel
@@ -181,6 +182,11 @@ class TargetBase(StrictModel):
         description="Conditions that make a successful check degraded (working but "
         "unhealthy: its own state, pudimd_target_degraded 1), e.g. '[RESPONSE_TIME] > 800'",
     )
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Names of the targets this one needs (a switch, a database): while one "
+        "of them is down, this target's alerts are held back and marked as blocked by it",
+    )
 
     @field_validator("name")
     @classmethod
@@ -252,6 +258,17 @@ class ConfigBase(StrictModel):
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     targets: list[Any] = Field(default_factory=list)
+    alerting: AlertingBase = Field(
+        default_factory=AlertingBase,
+        description="Alert rules, routing, receivers, silences and notification delivery, "
+        "in Alertmanager's syntax where the concept is the same",
+    )
+    alertmanager_config_file: Path | None = Field(
+        None,
+        description="An alertmanager.yml used as it is for global, route, receivers, "
+        "inhibit_rules and time_intervals (relative to this file); the alerting section "
+        "then holds only pudimd's own settings (rules, outbox...)",
+    )
     probe_modules_file: Path | None = Field(
         None,
         description="A blackbox_exporter config file (blackbox.yml) whose modules /probe "
@@ -328,18 +345,29 @@ def _target_model(type_name: str, settings: type[PluginSettings]) -> type[Target
     return model
 
 
-def build_config_model(probe_types: dict[str, type[Any]]) -> type[ConfigBase]:
-    """The full config model for the installed ``probe_types`` (type name -> class)."""
+def build_config_model(
+    probe_types: dict[str, type[Any]], notifier_types: dict[str, type[Any]] | None = None
+) -> type[ConfigBase]:
+    """The full config model for the installed ``probe_types`` and ``notifier_types``
+    (type name -> class)."""
     targets = [_target_model(name, cls.Settings) for name, cls in probe_types.items()]
     if targets:
         union: Any = Union[tuple(targets)] if len(targets) > 1 else targets[0]  # noqa: UP007
         item: Any = Annotated[union, Field(discriminator="probe")] if len(targets) > 1 else union
     else:
         item = TargetBase
+    alerting = build_alerting_model(notifier_types or {})
     model: type[ConfigBase] = create_model(
         "Config",
         __base__=ConfigBase,
         __doc__=ConfigBase.__doc__,
         targets=(list[item], Field(default_factory=list, description="What to check")),
+        alerting=(
+            alerting,
+            Field(
+                default_factory=alerting,
+                description=ConfigBase.model_fields["alerting"].description,
+            ),
+        ),
     )
     return model

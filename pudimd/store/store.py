@@ -144,6 +144,11 @@ class Store:
         await self.close()
 
     @property
+    def engine(self) -> AsyncEngine:
+        """The database engine (alerting keeps its state in the same database)."""
+        return self._engine
+
+    @property
     def url(self) -> str:
         """The database URL, password masked."""
         return self._url

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["metadata", "results", "rollups"]
+__all__ = [
+    "alerts",
+    "delivery_attempts",
+    "metadata",
+    "notification_log",
+    "notifications",
+    "results",
+    "rollups",
+    "silences",
+]
 
 metadata = sa.MetaData()
 
@@ -48,3 +57,82 @@ rollups = sa.Table(
     sa.Index("ix_rollups_bucket_start", "bucket_start"),
 )
 """Per target, per minute (``1m``) and per hour (``1h``): counts and latency quantiles."""
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("fingerprint", sa.String(16), primary_key=True),
+    sa.Column("labels", sa.Text(), nullable=False, comment="JSON object"),
+    sa.Column("annotations", sa.Text(), nullable=False, comment="JSON object"),
+    sa.Column("starts_at", sa.Double(), nullable=False, comment="Unix seconds"),
+    sa.Column("ends_at", sa.Double(), nullable=False, comment="Unix seconds"),
+    sa.Column("updated_at", sa.Double(), nullable=False, comment="Unix seconds"),
+    sa.Column("generator_url", sa.Text(), nullable=False),
+    sa.Column("timeout", sa.Boolean(), nullable=False, comment="ends_at from resolve_timeout"),
+    sa.Column("blocked_by", sa.Text(), nullable=True, comment="JSON list of target names"),
+)
+"""Every alert the store holds, active or recently resolved."""
+
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("matchers", sa.Text(), nullable=False, comment="JSON list of API matchers"),
+    sa.Column("starts_at", sa.Double(), nullable=False),
+    sa.Column("ends_at", sa.Double(), nullable=False),
+    sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("created_by", sa.Text(), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("expire_on_resolve", sa.Boolean(), nullable=False),
+    sa.Column("muted", sa.Text(), nullable=False, comment="JSON list of fingerprints muted"),
+)
+"""Silences, kept after they expire for ``silence_retention``."""
+
+notification_log = sa.Table(
+    "notification_log",
+    metadata,
+    sa.Column("group_key", sa.Text(), primary_key=True),
+    sa.Column("integration", sa.String(), primary_key=True, comment="receiver/type/index"),
+    sa.Column("firing", sa.Text(), nullable=False, comment="JSON list of fingerprints"),
+    sa.Column("resolved", sa.Text(), nullable=False, comment="JSON list of fingerprints"),
+    sa.Column("sent_at", sa.Double(), nullable=False),
+)
+"""What each integration was last told about each group (Alertmanager's nflog)."""
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("receiver", sa.String(), nullable=False),
+    sa.Column("integration", sa.String(), nullable=False, comment="type/index"),
+    sa.Column("group_key", sa.Text(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False, comment="JSON Notification"),
+    sa.Column(
+        "state",
+        sa.String(16),
+        nullable=False,
+        comment="pending, delivered, failed, expired or superseded",
+    ),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("next_attempt_at", sa.Double(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("finished_at", sa.Double(), nullable=True),
+    sa.Index("ix_notifications_state", "state"),
+    sa.Index("ix_notifications_created_at", "created_at"),
+)
+"""The outbox: every notification, written before it is sent."""
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("notification_id", sa.BigInteger(), nullable=False),
+    sa.Column("ts", sa.Double(), nullable=False, comment="attempt start, Unix seconds"),
+    sa.Column("duration", sa.Double(), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False, comment="delivered, retry or failed"),
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Index("ix_delivery_attempts_notification_id", "notification_id"),
+)
+"""One row per delivery attempt of a notification, with its outcome."""

@@ -1,0 +1,586 @@
+"""The alerting engine: one object holding the alert store, silences, inhibition, time
+intervals, the dispatcher and the outbox, and what the APIs, the CLI and the rules call.
+
+Alerts live in memory (a dict by fingerprint) and every change is written to the database
+in batches before :meth:`Alerting.post` returns: concurrent posts share one transaction
+(group commit), so a 200 answer means the alert survives a crash.  On start, alerts,
+silences, the notification log and pending notifications are loaded back: a restart keeps
+everything Alertmanager would lose.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.lowlevel
+import structlog
+
+from pudimd.alerting.alert import Alert, PostableAlert, fingerprint
+from pudimd.alerting.dispatch import Dispatcher, Integration
+from pudimd.alerting.inhibit import Inhibitor
+from pudimd.alerting.matchers import Matcher, matches_all
+from pudimd.alerting.metrics import AlertingMetrics
+from pudimd.alerting.outbox import Outbox, OutboxSettings
+from pudimd.alerting.routing import Route, RouteConfig, build_routes
+from pudimd.alerting.silences import Silence, Silences
+
+if TYPE_CHECKING:
+    from pudimd.alerting.config import AlertingBase
+    from pudimd.alerting.timeintervals import NamedTimeInterval
+    from pudimd.contracts import Notifier
+    from pudimd.store.alerting import AlertingDB
+
+__all__ = ["AlertView", "Alerting", "GroupView"]
+
+log = structlog.get_logger("pudimd.alerting")
+
+WRITE_RETRY_MAX = 10.0
+
+
+@dataclass(slots=True)
+class AlertView:
+    """One alert as the API shows it."""
+
+    alert: Alert
+    state: Literal["unprocessed", "active", "suppressed"]
+    silenced_by: list[str]
+    inhibited_by: list[str]
+    muted_by: list[str]
+    blocked_by: list[str]
+    receivers: list[str]
+
+
+@dataclass(slots=True)
+class GroupView:
+    labels: dict[str, str]
+    receiver: str
+    alerts: list[AlertView]
+
+
+@dataclass(slots=True)
+class _Entry:
+    integration: Integration
+    notifier: Notifier
+    settings: Any
+
+
+class Alerting:
+    """See the module docstring.  Call :meth:`start` (loads the stored state and applies
+    ``config``), then run :meth:`run` in a task group; :meth:`configure` on reload."""
+
+    def __init__(
+        self,
+        db: AlertingDB,
+        notifier_types: dict[str, type[Any]],
+        metrics: AlertingMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_plugin_error: Callable[[str, str, BaseException], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.notifier_types = notifier_types
+        self.metrics = metrics
+        self.clock = clock
+        self.started_at = clock()
+        self.config_text = ""
+        self.resolve_timeout = 300.0
+        self.resolved_retention = 3600.0
+        self._alerts: dict[str, Alert] = {}
+        self.silences = Silences(clock=clock, on_change=self._silence_changed)
+        self.inhibitor = Inhibitor([])
+        self._intervals: dict[str, NamedTimeInterval] = {}
+        self._receivers: dict[str, list[_Entry]] = {}
+        self.dispatcher = Dispatcher(
+            build_routes(RouteConfig(receiver="")),
+            self._integrations,
+            muted=self._muted,
+            time_muted=self._time_muted,
+            enqueue=self._enqueue,
+            clock=clock,
+        )
+        self.outbox = Outbox(
+            db, self._lookup, metrics, clock=clock, on_plugin_error=on_plugin_error
+        )
+        self._dirty: dict[str, Alert] = {}
+        self._deleted: set[str] = set()
+        self._dirty_silences: dict[str, Silence] = {}
+        self._batch = anyio.Event()
+        self._batch_failed: BaseException | None = None
+        self._wake_writer = anyio.Event()
+        self._expiry: list[tuple[float, str]] = []
+        self._wake_expiry = anyio.Event()
+        self._inhibit_dirty = False
+        metrics.watch(self._gauges)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self, config: AlertingBase, config_text: str = "") -> list[Notifier]:
+        """Load what the database holds, then apply ``config``."""
+        loaded = await self.db.load()
+        from pudimd.alerting.matchers import Matcher as _M
+
+        for row in loaded.alerts:
+            alert = Alert(**row)
+            self._alerts[alert.fingerprint] = alert
+            heapq.heappush(self._expiry, (alert.ends_at, alert.fingerprint))
+        self.silences.load(
+            Silence(
+                matchers=tuple(_M.from_api(m) for m in row["matchers"]),
+                starts_at=row["starts_at"],
+                ends_at=row["ends_at"],
+                created_by=row["created_by"],
+                comment=row["comment"],
+                id=row["id"],
+                updated_at=row["updated_at"],
+                expire_on_resolve=row["expire_on_resolve"],
+                muted=row["muted"],
+            )
+            for row in loaded.silences
+        )
+        self.dispatcher.load_nflog(loaded.nflog)
+        self.outbox.resume(loaded.pending)
+        retired = self.configure(config, config_text)
+        log.info(
+            "alerting state loaded",
+            alerts=len(self._alerts),
+            silences=len(self.silences),
+            pending_notifications=len(loaded.pending),
+        )
+        return retired
+
+    def configure(self, config: AlertingBase, config_text: str = "") -> list[Notifier]:
+        """Apply a (re)loaded config; returns the notifier instances no longer used (the
+        caller closes them)."""
+        self.config_text = config_text
+        self.resolve_timeout = config.global_.resolve_timeout.total_seconds()
+        self.resolved_retention = config.resolved_retention.total_seconds()
+        self.silences.retention = config.silence_retention.total_seconds()
+        out = config.outbox
+        self.outbox.settings = OutboxSettings(
+            max_age=out.max_age.total_seconds(),
+            backoff_initial=out.backoff_initial.total_seconds(),
+            backoff_max=out.backoff_max.total_seconds(),
+            attempt_timeout=out.attempt_timeout.total_seconds(),
+            concurrency=out.concurrency,
+        )
+        self.inhibitor = Inhibitor(config.inhibit_rules)
+        self._intervals = config.intervals
+        retired = self._configure_receivers(config)
+        root = build_routes(config.route or RouteConfig(receiver=""))
+        self.dispatcher.reconfigure(root, config.external_url)
+        now = self.clock()
+        self._update_inhibitor()
+        for alert in self._alerts.values():
+            self.dispatcher.add(alert, now)
+        return retired
+
+    def _configure_receivers(self, config: AlertingBase) -> list[Notifier]:
+        from pudimd.alerting.config import config_key
+
+        previous = {
+            (entry.integration.receiver, entry.integration.id): entry
+            for entries in self._receivers.values()
+            for entry in entries
+        }
+        kept: set[int] = set()
+        receivers: dict[str, list[_Entry]] = {}
+        for receiver in config.receivers:
+            entries: list[_Entry] = []
+            for type_name, cls in self.notifier_types.items():
+                for index, settings in enumerate(getattr(receiver, config_key(cls), [])):
+                    integration = Integration(
+                        receiver=receiver.name,
+                        id=f"{type_name}/{index}",
+                        send_resolved=bool(getattr(settings, "send_resolved", True)),
+                        max_alerts=int(getattr(settings, "max_alerts", 0) or 0),
+                    )
+                    old = previous.get((receiver.name, integration.id))
+                    if old is not None and old.settings == settings:
+                        kept.add(id(old))
+                        entries.append(_Entry(integration, old.notifier, settings))
+                    else:
+                        entries.append(_Entry(integration, cls(settings), settings))
+            receivers[receiver.name] = entries
+        retired = [entry.notifier for entry in previous.values() if id(entry) not in kept]
+        self._receivers = receivers
+        return retired
+
+    def notifiers(self) -> list[Notifier]:
+        return [entry.notifier for entries in self._receivers.values() for entry in entries]
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._writer)
+            tg.start_soon(self.dispatcher.run)
+            tg.start_soon(self.outbox.run)
+            tg.start_soon(self._housekeeping)
+            task_status.started()
+
+    # -- posting ------------------------------------------------------------------------
+
+    async def post(self, alerts: Sequence[PostableAlert]) -> None:
+        """Store ``alerts`` (new ones, or re-posts merged into the stored ones) and hand
+        changes to the dispatcher.  Returns once the change is in the database."""
+        now = self.clock()
+        dispatcher = self.dispatcher
+        inhibit_sources = bool(self.inhibitor)
+        for posted in alerts:
+            fp = fingerprint(posted.labels)
+            alert = self._alerts.get(fp)
+            status = (
+                "resolved" if posted.ends_at is not None and posted.ends_at <= now else "firing"
+            )
+            self.metrics.received.labels(status).inc()
+            if alert is None:
+                if status == "resolved":
+                    continue  # resolving an alert nobody knows: nothing to do
+                alert = Alert.new(posted, now, self.resolve_timeout)
+                self._alerts[fp] = alert
+                dispatcher.add(alert, now)
+            else:
+                ends_before = alert.ends_at
+                if alert.merge(posted, now, self.resolve_timeout):
+                    dispatcher.add(alert, now)
+                elif alert.ends_at < ends_before:
+                    dispatcher.touch((fp,), now)
+            if alert.ends_at > now:
+                heapq.heappush(self._expiry, (alert.ends_at, fp))
+                self._wake_expiry.set()
+            self._dirty[fp] = alert
+            self._deleted.discard(fp)
+        if inhibit_sources:
+            self._inhibit_dirty = True
+            self._update_inhibitor()
+        self._wake_expiry.set()  # resolutions may end expire_on_resolve silences
+        await self._persisted()
+
+    async def _persisted(self) -> None:
+        batch = self._batch
+        self._wake_writer.set()
+        await batch.wait()
+        if self._batch_failed is not None:
+            raise self._batch_failed
+
+    async def _writer(self) -> None:
+        failures = 0
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer = anyio.Event()
+            batch, self._batch = self._batch, anyio.Event()
+            dirty, self._dirty = self._dirty, {}
+            deleted, self._deleted = self._deleted, set()
+            silences, self._dirty_silences = self._dirty_silences, {}
+            while True:
+                try:
+                    if dirty or deleted:
+                        await self.db.write_alerts([_row(a) for a in dirty.values()], deleted)
+                    if silences:
+                        await self.db.write_silences(
+                            [
+                                _silence_row(s)
+                                for s in silences.values()
+                                if s.id in self._live_silences()
+                            ],
+                            [sid for sid in silences if sid not in self._live_silences()],
+                        )
+                    break
+                except Exception as exc:
+                    failures += 1
+                    delay = min(0.1 * 2**failures, WRITE_RETRY_MAX)
+                    log.error(
+                        "cannot write alerting state; retrying", error=str(exc), retry_in=delay
+                    )
+                    await anyio.sleep(delay)
+            failures = 0
+            batch.set()
+
+    def _live_silences(self) -> set[str]:
+        return {s.id for s in self.silences.query()}
+
+    # -- suppression --------------------------------------------------------------------
+
+    def _update_inhibitor(self) -> None:
+        if not self.inhibitor:
+            return
+        now = self.clock()
+        self.inhibitor.update(a for a in self._alerts.values() if not a.resolved(now))
+        self.dispatcher.touch_all(now)
+
+    def _muted(self, alert: Alert, now: float) -> bool:
+        if alert.blocked_by:
+            return True
+        silenced = self.silences.muting(alert.labels, now)
+        if silenced:
+            for sid in silenced:
+                silence = self.silences.get(sid)
+                if silence.expire_on_resolve and alert.fingerprint not in silence.muted:
+                    silence.muted.add(alert.fingerprint)
+                    self._dirty_silences[sid] = silence
+                    self._wake_writer.set()
+            return True
+        return bool(self.inhibitor and self.inhibitor.inhibited_by(alert.fingerprint, alert.labels))
+
+    def _time_muted(self, route: Route, now: float) -> tuple[bool, float | None]:
+        if not route.mute_time_intervals and not route.active_time_intervals:
+            return False, None
+        moment = datetime.fromtimestamp(now, UTC)
+        names = [*route.mute_time_intervals, *route.active_time_intervals]
+        changes = [self._intervals[n].next_change(moment) for n in names if n in self._intervals]
+        change = min((c.timestamp() for c in changes if c is not None), default=None)
+        if any(
+            self._intervals[n].active(moment)
+            for n in route.mute_time_intervals
+            if n in self._intervals
+        ):
+            return True, change
+        if route.active_time_intervals and not any(
+            self._intervals[n].active(moment)
+            for n in route.active_time_intervals
+            if n in self._intervals
+        ):
+            return True, change
+        return False, None
+
+    def _silence_changed(self, silence: Silence) -> None:
+        self._dirty_silences[silence.id] = silence
+        self._wake_writer.set()
+        self.dispatcher.touch_all(self.clock())
+        self._wake_expiry.set()
+
+    # -- housekeeping: resolve timeouts, garbage collection, expire_on_resolve ----------
+
+    async def _housekeeping(self) -> None:
+        while True:
+            now = self.clock()
+            resolved: list[str] = []
+            while self._expiry and self._expiry[0][0] <= now:
+                ends_at, fp = heapq.heappop(self._expiry)
+                alert = self._alerts.get(fp)
+                if alert is not None and alert.ends_at == ends_at:
+                    resolved.append(fp)
+            if resolved:
+                self.dispatcher.touch(resolved, now)
+                if self.inhibitor:
+                    self._update_inhibitor()
+            self._collect(now)
+            self._expire_resolved_silences(now)
+            silence_change = self.silences.next_change(now)
+            wait = 60.0
+            if self._expiry:
+                wait = min(wait, self._expiry[0][0] - now)
+            if silence_change is not None:
+                wait = min(wait, silence_change - now)
+                # a silence starting or ending changes what is muted
+            self._wake_expiry = anyio.Event()
+            with anyio.move_on_after(max(wait, 0.01)):
+                await self._wake_expiry.wait()
+            if silence_change is not None and self.clock() >= silence_change:
+                self.dispatcher.touch_all(self.clock())
+
+    def _collect(self, now: float) -> None:
+        horizon = now - self.resolved_retention
+        gone = (
+            [fp for fp, a in self._alerts.items() if a.ends_at < horizon]
+            if self._gc_due(now)
+            else []
+        )
+        for fp in gone:
+            del self._alerts[fp]
+            self.dispatcher.forget(fp)
+            self._deleted.add(fp)
+            self._dirty.pop(fp, None)
+        removed = self.silences.collect(now)
+        for sid in removed:
+            self._dirty_silences[sid] = Silence((), 0, 0, "", "", id=sid)
+        if gone or removed:
+            self._wake_writer.set()
+
+    _last_gc = 0.0
+
+    def _gc_due(self, now: float) -> bool:
+        if now - self._last_gc < 60.0:
+            return False
+        self._last_gc = now
+        return True
+
+    def _expire_resolved_silences(self, now: float) -> None:
+        for silence in self.silences.active(now):
+            if not silence.expire_on_resolve or not silence.muted:
+                continue
+            if all(
+                fp not in self._alerts or self._alerts[fp].resolved(now) for fp in silence.muted
+            ):
+                log.info("silence expired: every alert it muted has resolved", silence=silence.id)
+                self.silences.expire(silence.id)
+
+    # -- dispatcher and outbox glue ------------------------------------------------------
+
+    def _integrations(self, receiver: str) -> list[Integration]:
+        return [entry.integration for entry in self._receivers.get(receiver, ())]
+
+    def _lookup(self, receiver: str, integration: str) -> Notifier | None:
+        for entry in self._receivers.get(receiver, ()):
+            if entry.integration.id == integration:
+                return entry.notifier
+        return None
+
+    async def _enqueue(self, notifications: list[Any], nflog: list[Any]) -> None:
+        await self.outbox.enqueue(notifications, nflog)
+
+    # -- queries (APIs, CLI) ------------------------------------------------------------
+
+    def status(self, alert: Alert, now: float) -> AlertView:
+        routes = self.dispatcher.routes_for(alert.labels)
+        silenced = self.silences.muting(alert.labels, now)
+        inhibited = (
+            self.inhibitor.inhibited_by(alert.fingerprint, alert.labels) if self.inhibitor else []
+        )
+        muted_by: list[str] = []
+        for route in routes:
+            muted, _ = self._time_muted(route, now)
+            if muted:
+                muted_by.extend(n for n in route.mute_time_intervals if n not in muted_by)
+                muted_by.extend(n for n in route.active_time_intervals if n not in muted_by)
+        blocked = list(alert.blocked_by)
+        state: Literal["active", "suppressed"] = (
+            "suppressed" if silenced or inhibited or muted_by or blocked else "active"
+        )
+        receivers: list[str] = []
+        for route in routes:
+            if route.receiver not in receivers:
+                receivers.append(route.receiver)
+        return AlertView(alert, state, silenced, inhibited, muted_by, blocked, receivers)
+
+    def alerts(
+        self,
+        *,
+        matchers: Sequence[Matcher] = (),
+        active: bool = True,
+        silenced: bool = True,
+        inhibited: bool = True,
+        unprocessed: bool = True,
+        receiver: re.Pattern[str] | None = None,
+    ) -> list[AlertView]:
+        """Unresolved alerts matching every filter, oldest first."""
+        now = self.clock()
+        out: list[AlertView] = []
+        for alert in self._alerts.values():
+            if alert.resolved(now) or not matches_all(matchers, alert.labels):
+                continue
+            view = self.status(alert, now)
+            if receiver is not None and not any(receiver.fullmatch(r) for r in view.receivers):
+                continue
+            if view.state == "active" and not active:
+                continue
+            if view.silenced_by and not silenced:
+                continue
+            if view.inhibited_by and not inhibited:
+                continue
+            out.append(view)
+        out.sort(key=lambda v: (v.alert.starts_at, v.alert.fingerprint))
+        return out
+
+    def groups(
+        self,
+        *,
+        matchers: Sequence[Matcher] = (),
+        active: bool = True,
+        silenced: bool = True,
+        inhibited: bool = True,
+        receiver: re.Pattern[str] | None = None,
+    ) -> list[GroupView]:
+        now = self.clock()
+        out: list[GroupView] = []
+        for group in self.dispatcher.groups.values():
+            if receiver is not None and not receiver.fullmatch(group.receiver):
+                continue
+            views = []
+            for alert in group.alerts.values():
+                if alert.resolved(now) or not matches_all(matchers, alert.labels):
+                    continue
+                view = self.status(alert, now)
+                if view.state == "active" and not active:
+                    continue
+                if view.silenced_by and not silenced:
+                    continue
+                if view.inhibited_by and not inhibited:
+                    continue
+                views.append(view)
+            if views:
+                out.append(GroupView(dict(group.labels), group.receiver, views))
+        return out
+
+    def receivers(self) -> list[str]:
+        return list(self._receivers)
+
+    def routes_for(self, labels: dict[str, str]) -> list[Route]:
+        return self.dispatcher.routes_for(labels)
+
+    async def put_silence(self, silence: Silence) -> str:
+        silence_id = self.silences.put(silence)
+        await self._persisted()
+        return silence_id
+
+    async def expire_silence(self, silence_id: str) -> None:
+        self.silences.expire(silence_id)
+        await self._persisted()
+
+    def _gauges(self) -> dict[str, Any]:
+        now = self.clock()
+        alerts = {"active": 0, "suppressed": 0}
+        # counting suppression for every alert is a scan: cheap next to a scrape interval
+        for alert in self._alerts.values():
+            if alert.resolved(now):
+                continue
+            muted = alert.blocked_by or self.silences.muting(alert.labels, now)
+            alerts["suppressed" if muted else "active"] += 1
+        states = {"active": 0, "pending": 0, "expired": 0}
+        for silence in self.silences.query():
+            states[silence.state(now)] += 1
+        return {
+            "alerts": alerts,
+            "silences": states,
+            "queue_depth": self.outbox.depth,
+            "oldest_pending_age": self.outbox.oldest_age(),
+        }
+
+    def alert_count(self) -> int:
+        return len(self._alerts)
+
+    def all_alerts(self) -> Iterable[Alert]:
+        return self._alerts.values()
+
+
+def _row(alert: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "updated_at": alert.updated_at,
+        "generator_url": alert.generator_url,
+        "timeout": alert.timeout,
+        "blocked_by": alert.blocked_by,
+    }
+
+
+def _silence_row(silence: Silence) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "matchers": [m.to_api() for m in silence.matchers],
+        "starts_at": silence.starts_at,
+        "ends_at": silence.ends_at,
+        "updated_at": silence.updated_at,
+        "created_by": silence.created_by,
+        "comment": silence.comment,
+        "expire_on_resolve": silence.expire_on_resolve,
+        "muted": silence.muted,
+    }

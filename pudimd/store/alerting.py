@@ -1,0 +1,297 @@
+"""Durable state of alerting: alerts, silences, the notification log, the outbox and its
+delivery attempts, in the same database as the results (SQLAlchemy Core).
+
+Writes are small transactions the alerting engine batches itself; every method raises
+SQLAlchemy's errors for the caller to retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pudimd.store.tables import (
+    alerts,
+    delivery_attempts,
+    notification_log,
+    notifications,
+    silences,
+)
+
+__all__ = ["AlertRow", "AlertingDB", "Loaded", "NflogRow", "OutboxRow", "SilenceRow"]
+
+AlertRow = dict[str, Any]
+"""Columns of ``alerts``, labels/annotations/blocked_by as Python values."""
+SilenceRow = dict[str, Any]
+"""Columns of ``silences``, matchers (API form) and muted as Python values."""
+NflogRow = tuple[str, str, list[str], list[str], float]
+"""(group_key, integration, firing fingerprints, resolved fingerprints, sent_at)."""
+
+
+@dataclass(slots=True)
+class OutboxRow:
+    id: int
+    idempotency_key: str
+    receiver: str
+    integration: str
+    group_key: str
+    payload: dict[str, Any]
+    state: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int
+    last_error: str | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True)
+class Loaded:
+    alerts: list[AlertRow]
+    silences: list[SilenceRow]
+    nflog: list[NflogRow]
+    pending: list[OutboxRow]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _upsert(conn: AsyncConnection, table: sa.Table, keys: Sequence[str]) -> Any:
+    """An INSERT .. ON CONFLICT (keys) DO UPDATE of every other column, for SQLite and
+    PostgreSQL."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+    )
+
+
+class AlertingDB:
+    """Reads and writes alerting state through ``engine``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def load(self) -> Loaded:
+        """Everything a restart needs: alerts, silences, the notification log and the
+        notifications still pending, oldest first."""
+        async with self.engine.connect() as conn:
+            alert_rows = [
+                {
+                    **row._asdict(),
+                    "labels": json.loads(row.labels),
+                    "annotations": json.loads(row.annotations),
+                    "blocked_by": tuple(json.loads(row.blocked_by or "[]")),
+                }
+                for row in await conn.execute(sa.select(alerts))
+            ]
+            silence_rows = [
+                {
+                    **row._asdict(),
+                    "matchers": json.loads(row.matchers),
+                    "muted": set(json.loads(row.muted)),
+                }
+                for row in await conn.execute(sa.select(silences))
+            ]
+            nflog = [
+                (
+                    row.group_key,
+                    row.integration,
+                    json.loads(row.firing),
+                    json.loads(row.resolved),
+                    row.sent_at,
+                )
+                for row in await conn.execute(sa.select(notification_log))
+            ]
+            pending = [
+                _outbox_row(row)
+                for row in await conn.execute(
+                    sa.select(notifications)
+                    .where(notifications.c.state == "pending")
+                    .order_by(notifications.c.id)
+                )
+            ]
+        return Loaded(alert_rows, silence_rows, nflog, pending)
+
+    async def write_alerts(self, rows: Sequence[AlertRow], deleted: Iterable[str] = ()) -> None:
+        """Upsert ``rows`` and delete the alerts ``deleted``, in one transaction."""
+        gone = list(deleted)
+        async with self.engine.begin() as conn:
+            if rows:
+                await conn.execute(
+                    _upsert(conn, alerts, ["fingerprint"]),
+                    [
+                        {
+                            **row,
+                            "labels": _dumps(row["labels"]),
+                            "annotations": _dumps(row["annotations"]),
+                            "blocked_by": _dumps(list(row["blocked_by"]))
+                            if row["blocked_by"]
+                            else None,
+                        }
+                        for row in rows
+                    ],
+                )
+            for start in range(0, len(gone), 500):
+                await conn.execute(
+                    alerts.delete().where(alerts.c.fingerprint.in_(gone[start : start + 500]))
+                )
+
+    async def write_silences(self, rows: Sequence[SilenceRow], deleted: Iterable[str] = ()) -> None:
+        gone = list(deleted)
+        async with self.engine.begin() as conn:
+            if rows:
+                await conn.execute(
+                    _upsert(conn, silences, ["id"]),
+                    [
+                        {
+                            **row,
+                            "matchers": _dumps(row["matchers"]),
+                            "muted": _dumps(sorted(row["muted"])),
+                        }
+                        for row in rows
+                    ],
+                )
+            if gone:
+                await conn.execute(silences.delete().where(silences.c.id.in_(gone)))
+
+    async def enqueue(
+        self, outbox: Sequence[OutboxRow], nflog: Sequence[NflogRow], superseded: Sequence[int]
+    ) -> list[int]:
+        """In one transaction: insert the notifications (a row whose idempotency key is
+        already stored is not inserted again: its id is returned), record what each
+        integration has been told (``nflog``), and mark the ``superseded`` pending ones.
+        Returns the ids of ``outbox``, in order."""
+        ids: list[int] = []
+        async with self.engine.begin() as conn:
+            for row in outbox:
+                existing = await conn.scalar(
+                    sa.select(notifications.c.id).where(
+                        notifications.c.idempotency_key == row.idempotency_key
+                    )
+                )
+                if existing is not None:
+                    ids.append(int(existing))
+                    continue
+                result = await conn.execute(
+                    notifications.insert().values(
+                        idempotency_key=row.idempotency_key,
+                        receiver=row.receiver,
+                        integration=row.integration,
+                        group_key=row.group_key,
+                        payload=_dumps(row.payload),
+                        state=row.state,
+                        created_at=row.created_at,
+                        next_attempt_at=row.next_attempt_at,
+                        attempts=row.attempts,
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                ids.append(int(key[0]))
+            if nflog:
+                await conn.execute(
+                    _upsert(conn, notification_log, ["group_key", "integration"]),
+                    [
+                        {
+                            "group_key": key,
+                            "integration": integration,
+                            "firing": _dumps(firing),
+                            "resolved": _dumps(resolved),
+                            "sent_at": sent_at,
+                        }
+                        for key, integration, firing, resolved, sent_at in nflog
+                    ],
+                )
+            if superseded:
+                await conn.execute(
+                    notifications.update()
+                    .where(notifications.c.id.in_(list(superseded)))
+                    .where(notifications.c.state == "pending")
+                    .values(state="superseded")
+                )
+        return ids
+
+    async def record_attempt(
+        self,
+        row: OutboxRow,
+        *,
+        ts: float,
+        duration: float,
+        outcome: str,
+        detail: str | None,
+    ) -> None:
+        """Record one delivery attempt and the notification's new state (``row`` as it is
+        after the attempt)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delivery_attempts.insert().values(
+                    notification_id=row.id,
+                    ts=ts,
+                    duration=duration,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+            await conn.execute(
+                notifications.update()
+                .where(notifications.c.id == row.id)
+                .values(
+                    state=row.state,
+                    next_attempt_at=row.next_attempt_at,
+                    attempts=row.attempts,
+                    last_error=row.last_error,
+                    finished_at=row.finished_at,
+                )
+            )
+
+    async def finish(self, ids: Sequence[int], state: str, at: float, reason: str) -> None:
+        """Mark pending notifications as finished without an attempt (expired...)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                notifications.update()
+                .where(notifications.c.id.in_(list(ids)))
+                .values(state=state, finished_at=at, last_error=reason)
+            )
+
+    async def notifications(self, *, limit: int = 100, state: str | None = None) -> list[OutboxRow]:
+        """The newest notifications (for the API and the CLI)."""
+        query = sa.select(notifications).order_by(notifications.c.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(notifications.c.state == state)
+        async with self.engine.connect() as conn:
+            return [_outbox_row(row) for row in await conn.execute(query)]
+
+    async def attempts(self, notification_id: int) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(delivery_attempts)
+                .where(delivery_attempts.c.notification_id == notification_id)
+                .order_by(delivery_attempts.c.id)
+            )
+            return [row._asdict() for row in rows]
+
+
+def _outbox_row(row: Any) -> OutboxRow:
+    return OutboxRow(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        receiver=row.receiver,
+        integration=row.integration,
+        group_key=row.group_key,
+        payload=json.loads(row.payload),
+        state=row.state,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        finished_at=row.finished_at,
+    )
