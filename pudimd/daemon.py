@@ -369,6 +369,7 @@ class Daemon:
             if retired_notifiers and self._tg is not None:
                 self._tg.start_soon(self.close_notifiers, retired_notifiers)
         if self.rules is not None:
+            self.rules.set_external_url(config.alerting.external_url)
             self.rules.configure(config.alerting.rules, config.targets)
         _settle_heap(full=False)
         log.info(

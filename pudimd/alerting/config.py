@@ -176,7 +176,9 @@ def merge_globals(
                 if not isinstance(entry, dict):
                     continue
                 for global_key, field_name in defaults.items():
-                    if global_key in glob and field_name not in entry:
+                    base = field_name.removesuffix("_file")
+                    given = base in entry or f"{base}_file" in entry
+                    if global_key in glob and not given:
                         entry[field_name] = glob[global_key]
                 if takes_http and "http_config" not in entry and glob.get("http_config"):
                     entry["http_config"] = glob["http_config"]

@@ -22,6 +22,7 @@ class DaemonProcess:
         self.port = free_port()
         self.notify_path = config.parent / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_path.unlink(missing_ok=True)  # left by an earlier daemon of the test
         self.notify.bind(str(self.notify_path))
         self.notify.settimeout(0.2)
         self.messages: list[str] = []

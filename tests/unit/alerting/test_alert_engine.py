@@ -156,7 +156,6 @@ async def test_resolving_an_alert_sends_resolved(tmp_path: Path) -> None:
 
 
 async def test_an_alert_without_ends_at_resolves_after_resolve_timeout(tmp_path: Path) -> None:
-    cfg = config(free_port(), extra={"global": {"resolve_timeout": "300ms"}})
     async with collector() as hook:
         cfg = config(hook.port, extra={"global": {"resolve_timeout": "300ms"}})
         async with engine(tmp_path / "db", cfg) as alerting:
@@ -325,7 +324,8 @@ async def test_a_notification_older_than_max_age_is_recorded_as_expired(tmp_path
 
 async def test_an_unchanged_firing_group_is_repeated_after_repeat_interval(tmp_path: Path) -> None:
     async with collector() as hook:
-        async with engine(tmp_path / "db", config(hook.port, repeat_interval="300ms")) as alerting:
+        cfg = config(hook.port, repeat_interval="300ms")
+        async with engine(tmp_path / "db", cfg) as alerting:
             await alerting.post([alert()])
             await hook.wait(2)
     assert hook.keys[0] != hook.keys[1]

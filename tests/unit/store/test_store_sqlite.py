@@ -20,6 +20,7 @@ from sqlalchemy import create_engine
 from pudimd.results import ProbeResult
 from pudimd.store import Store, StoreError, queries
 from pudimd.store.errors import mask_url
+from pudimd.store.migrate import head_revision
 from pudimd.store.tables import metadata
 
 pytestmark = pytest.mark.anyio
@@ -65,7 +66,7 @@ async def test_open_creates_directory_tables_and_turns_on_wal(store: Store, db_p
     assert {"results", "rollups", "alembic_version"} <= tables
     assert {"ix_results_target_ts", "ix_results_ts", "ix_rollups_bucket_start"} <= tables
     assert await query(db_path, "PRAGMA journal_mode") == [("wal",)]
-    assert await query(db_path, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert await query(db_path, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
 
 
 def compare_schema(path: Path) -> list[Any]:
