@@ -86,7 +86,19 @@ def _use_uvloop(choice: str) -> bool:
     help="Event loop: uvloop (libuv; about 1.5x the checks per CPU-second), asyncio (the "
     "standard library's), auto (uvloop when installed).",
 )
-def run(config_path: Path, listen: str | None, state_dir: Path | None, loop: str) -> None:
+@click.option(
+    "--alertmanager-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An alertmanager.yml to use as it is for routes, receivers, inhibit rules and time "
+    "intervals (instead of alertmanager_config_file).",
+)
+def run(
+    config_path: Path,
+    listen: str | None,
+    state_dir: Path | None,
+    loop: str,
+    alertmanager_config: Path | None,
+) -> None:
     """Run the daemon in the foreground (what the systemd unit starts).
 
     SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully within 10 s.
@@ -109,7 +121,12 @@ def run(config_path: Path, listen: str | None, state_dir: Path | None, loop: str
             raise click.BadParameter(str(exc), param_hint="--listen") from None
     known = (ConfigError, StoreError, ListenError, PluginError)
     try:
-        daemon = Daemon(config_path, listen=listen, state_dir=state_dir)
+        daemon = Daemon(
+            config_path,
+            listen=listen,
+            state_dir=state_dir,
+            alertmanager_config=alertmanager_config,
+        )
         anyio.run(daemon.run, backend_options={"use_uvloop": _use_uvloop(loop)})
     except known as exc:
         _fail(str(exc))
@@ -130,9 +147,15 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 @cli.command("check-config")
+@click.option(
+    "--alertmanager-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Validate with this alertmanager.yml, as `run --alertmanager-config` would use it.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-def check_config(files: tuple[Path, ...]) -> None:
-    """Validate config FILES (plugin settings included); exit 1 if any is invalid."""
+def check_config(files: tuple[Path, ...], alertmanager_config: Path | None) -> None:
+    """Validate config FILES (plugin settings included, and the alertmanager.yml they
+    name); exit 1 if any is invalid."""
     from pudimd.config import ConfigError, load_config
     from pudimd.daemon import make_host
     from pudimd.plugins import PluginError
@@ -142,13 +165,19 @@ def check_config(files: tuple[Path, ...]) -> None:
         try:
             from pudimd.config import schema_for
 
-            config = load_config(file, schema_for(make_host(file)))
+            config = load_config(
+                file, schema_for(make_host(file)), alertmanager_config=alertmanager_config
+            )
         except (ConfigError, PluginError) as exc:
             failed = True
             for line in str(exc).splitlines():
                 click.echo(line, err=True)
             continue
-        click.echo(f"{file}: OK, {len(config.targets)} targets")
+        alerting = config.alerting
+        click.echo(
+            f"{file}: OK, {len(config.targets)} targets, {len(alerting.receivers)} receivers, "
+            f"{len(alerting.rules)} alert rules"
+        )
     sys.exit(1 if failed else 0)
 
 
@@ -402,6 +431,16 @@ def config_probes(config_path: Path) -> None:
 
     host = make_host(config_path if config_path.exists() else None)
     click.echo(probes_markdown(host), nl=False)
+
+
+def _add_alerting_commands() -> None:
+    from pudimd.cli_alerting import alerts, notify, route, silences
+
+    for command in (alerts, silences, notify, route):
+        cli.add_command(command)
+
+
+_add_alerting_commands()
 
 
 def main() -> None:

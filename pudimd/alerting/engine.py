@@ -532,6 +532,71 @@ class Alerting:
         self.silences.expire(silence_id)
         await self._persisted()
 
+    async def send_test(
+        self, receiver: str, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Send a test notification to every integration of ``receiver`` through the real
+        path (outbox, dispatcher, notifier) and wait for each first attempt's outcome.
+        Raises KeyError for an unknown receiver."""
+        import secrets
+
+        from pudimd.alerting.notification import AlertInfo, Notification
+
+        if receiver not in self._receivers:
+            raise KeyError(receiver)
+        now = self.clock()
+        moment = datetime.fromtimestamp(now, UTC)
+        labels = {"alertname": "PudimdTest", "receiver": receiver, "severity": "none"}
+        info = AlertInfo(
+            status="firing",
+            labels=labels,
+            annotations={
+                "summary": "Test notification from pudimd",
+                "description": "pudimd notify test",
+            },
+            starts_at=moment,
+            ends_at=None,
+            generator_url="",
+            fingerprint=fingerprint(labels),
+        )
+        notifications = [
+            Notification(
+                receiver=receiver,
+                integration=entry.integration.id,
+                group_key=f'pudimd-test:{{receiver="{receiver}"}}',
+                idempotency_key=secrets.token_hex(16),
+                status="firing",
+                group_labels={"alertname": "PudimdTest"},
+                common_labels=labels,
+                common_annotations=dict(info.annotations),
+                external_url=self.dispatcher.external_url,
+                alerts=(info,),
+                created_at=moment,
+            )
+            for entry in self._receivers[receiver]
+        ]
+        await self.outbox.enqueue(notifications, [])
+        keys = {n.idempotency_key for n in notifications}
+        limit = timeout if timeout is not None else self.outbox.settings.attempt_timeout + 5.0
+        with anyio.move_on_after(limit):
+            while True:
+                rows = [
+                    r for r in await self.db.notifications(limit=200) if r.idempotency_key in keys
+                ]
+                if rows and all(r.state != "pending" or r.attempts for r in rows):
+                    break
+                await anyio.sleep(0.1)
+        rows = [r for r in await self.db.notifications(limit=200) if r.idempotency_key in keys]
+        return [
+            {
+                "integration": r.integration,
+                "state": r.state,
+                "attempts": r.attempts,
+                "error": r.last_error,
+            }
+            for r in sorted(rows, key=lambda r: r.integration)
+        ]
+
     def _gauges(self) -> dict[str, Any]:
         now = self.clock()
         alerts = {"active": 0, "suppressed": 0}

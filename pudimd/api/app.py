@@ -75,9 +75,11 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_put("/-/reload", _reload)
     from pudimd.api.alertmanager import alertmanager_routes
     from pudimd.api.amwebhook import webhook_routes
+    from pudimd.api.notify import notify_routes
 
     app.router.add_routes(alertmanager_routes(daemon))
     app.router.add_routes(webhook_routes(daemon))
+    app.router.add_routes(notify_routes(daemon))
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)
     app.on_cleanup.append(lambda _app: close_runner(probe))
