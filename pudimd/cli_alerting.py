@@ -55,7 +55,7 @@ def call(base: str, method: str, path: str, body: Any = None, timeout: float = 6
             text = response.read().decode()
     except urllib.error.HTTPError as exc:
         _fail(f"{method} {path}: HTTP {exc.code}: {exc.read().decode().strip()}")
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         _fail(f"cannot reach the daemon at {base}: {getattr(exc, 'reason', exc)}")
     return json.loads(text) if text.strip() else None
 

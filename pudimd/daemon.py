@@ -62,9 +62,14 @@ def read_disabled_plugins(path: str | Path) -> list[str]:
 
 
 def read_listen(path: str | Path) -> str | None:
-    """``server.listen``, for ``pudimd reload``."""
+    """``server.listen``, for ``pudimd reload`` and the CLI's API calls (``${VAR}`` and
+    ``${VAR:-default}`` expanded as the loader does)."""
+    import os
+
+    from pudimd.config.loader import expand_env
+
     listen = _peek(path, "server", "listen")
-    return str(listen) if listen else None
+    return expand_env(str(listen), os.environ) if listen else None
 
 
 def _settle_heap(*, full: bool = True) -> None:

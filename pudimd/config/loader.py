@@ -230,6 +230,18 @@ def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
     return found
 
 
+def expand_env(text: str, env: Mapping[str, str]) -> str:
+    """``text`` with ``${VAR}``/``${VAR:-default}`` expanded (unset without default:
+    empty) and ``$$`` as ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(2) or "")
+
+    return _ENV.sub(replace, text)
+
+
 def _interpolate(
     value: Any, env: Mapping[str, str], path: tuple[str | int, ...], problem: Any
 ) -> Any:
