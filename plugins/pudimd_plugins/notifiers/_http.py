@@ -20,11 +20,32 @@ from pudimd.settings import PluginSettings, SecretFile
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["Authorization", "BasicAuth", "HttpClient", "HttpConfig", "Response", "TlsConfig"]
+__all__ = [
+    "Authorization",
+    "BasicAuth",
+    "HttpClient",
+    "HttpConfig",
+    "Response",
+    "TlsConfig",
+    "check_url",
+]
 
 USER_AGENT = f"pudimd/{__version__}"
 ERROR_BODY_CHARS = 200
 """How much of a refusing receiver's answer goes into the error message."""
+
+
+def check_url(url: str, name: str) -> None:
+    """``url`` must be an absolute http(s) URL.  The message never shows it: receiver URLs
+    often hold a token or a signature."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(f"{name} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an absolute http:// or https:// URL")
 
 
 class BasicAuth(PluginSettings):

@@ -80,6 +80,7 @@ from pudimd.durations import Duration
 from pudimd.hookspecs import hookimpl
 from pudimd.settings import NotifierSettings, SecretFile, StrictModel
 from pudimd_plugins.notifiers._http import HttpClient, HttpConfig, Response
+from pudimd_plugins.notifiers._http import check_url as _check_url
 
 __all__ = ["SlackField", "SlackNotifier", "SlackSettings", "pudimd_notifier_types"]
 
@@ -197,19 +198,6 @@ class SlackSettings(NotifierSettings):
             )
         _check_url(self.api_url.get_secret_value(), "api_url")
         return self
-
-
-def _check_url(url: str, name: str) -> None:
-    """``url`` must be an absolute http(s) URL (the message never shows it: it holds a
-    token)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ValueError(f"{name} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an absolute http:// or https:// URL")
 
 
 def _chunks(text: str, size: int) -> list[str]:

@@ -60,6 +60,7 @@ from pudimd.alerting.templates import Template, truncate
 from pudimd.hookspecs import hookimpl
 from pudimd.settings import NotifierSettings, SecretFile
 from pudimd_plugins.notifiers._http import HttpClient, HttpConfig
+from pudimd_plugins.notifiers._http import check_url as _check_url
 
 __all__ = ["TeamsNotifier", "TeamsSettings", "pudimd_notifier_types"]
 
@@ -123,19 +124,6 @@ class TeamsSettings(NotifierSettings):
             raise ValueError("one of webhook_url or webhook_url_file must be configured")
         _check_url(self.webhook_url.get_secret_value(), "webhook_url")
         return self
-
-
-def _check_url(url: str, name: str) -> None:
-    """``url`` must be an absolute http(s) URL (the message never shows it: it holds a
-    signature)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ValueError(f"{name} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an absolute http:// or https:// URL")
 
 
 def encode(payload: dict[str, Any]) -> bytes:
