@@ -371,16 +371,9 @@ def probe(
 )
 def reload(config_path: Path, listen: str | None) -> None:
     """Ask the running daemon to reload its config (POST /-/reload); exit 1 if refused."""
-    from pudimd.config.models import DEFAULT_LISTEN
-    from pudimd.daemon import read_listen
+    from pudimd.cli_alerting import daemon_url
 
-    address = listen or read_listen(config_path) or DEFAULT_LISTEN
-    host, _, port = address.rpartition(":")
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host in ("::", "[::]"):
-        host = "[::1]"
-    url = f"http://{host}:{port}/-/reload"
+    url = daemon_url(config_path, None, listen) + "/-/reload"
     request = urllib.request.Request(url, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -27,15 +27,15 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def daemon_url(config_path: Path | None, url: str | None) -> str:
-    """The base URL of the running daemon: ``url``, else from the config's
-    ``server.listen`` (wildcard addresses become loopback)."""
+def daemon_url(config_path: Path | None, url: str | None, listen: str | None = None) -> str:
+    """The base URL of the running daemon: ``url``, else from ``listen`` (HOST:PORT) or
+    the config's ``server.listen`` (wildcard addresses become loopback)."""
     if url:
         return url.rstrip("/")
     from pudimd.config.models import DEFAULT_LISTEN
     from pudimd.daemon import read_listen
 
-    address = (read_listen(config_path) if config_path else None) or DEFAULT_LISTEN
+    address = listen or (read_listen(config_path) if config_path else None) or DEFAULT_LISTEN
     host, _, port = address.rpartition(":")
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"

@@ -116,7 +116,6 @@ class Alerting:
         self._wake_writer = anyio.Event()
         self._expiry: list[tuple[float, str]] = []
         self._wake_expiry = anyio.Event()
-        self._inhibit_dirty = False
         metrics.watch(self._gauges)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -124,15 +123,13 @@ class Alerting:
     async def start(self, config: AlertingBase, config_text: str = "") -> list[Notifier]:
         """Load what the database holds, then apply ``config``."""
         loaded = await self.db.load()
-        from pudimd.alerting.matchers import Matcher as _M
-
         for row in loaded.alerts:
             alert = Alert(**row)
             self._alerts[alert.fingerprint] = alert
             heapq.heappush(self._expiry, (alert.ends_at, alert.fingerprint))
         self.silences.load(
             Silence(
-                matchers=tuple(_M.from_api(m) for m in row["matchers"]),
+                matchers=tuple(Matcher.from_api(m) for m in row["matchers"]),
                 starts_at=row["starts_at"],
                 ends_at=row["ends_at"],
                 created_by=row["created_by"],
@@ -256,7 +253,6 @@ class Alerting:
             self._dirty[fp] = alert
             self._deleted.discard(fp)
         if inhibit_sources:
-            self._inhibit_dirty = True
             self._update_inhibitor()
         self._wake_expiry.set()  # resolutions may end expire_on_resolve silences
         await self._persisted()
@@ -282,13 +278,10 @@ class Alerting:
                     if dirty or deleted:
                         await self.db.write_alerts([_row(a) for a in dirty.values()], deleted)
                     if silences:
+                        live = self.silences.ids()
                         await self.db.write_silences(
-                            [
-                                _silence_row(s)
-                                for s in silences.values()
-                                if s.id in self._live_silences()
-                            ],
-                            [sid for sid in silences if sid not in self._live_silences()],
+                            [_silence_row(s) for s in silences.values() if s.id in live],
+                            [sid for sid in silences if sid not in live],
                         )
                     break
                 except Exception as exc:
@@ -300,9 +293,6 @@ class Alerting:
                     await anyio.sleep(delay)
             failures = 0
             batch.set()
-
-    def _live_silences(self) -> set[str]:
-        return {s.id for s in self.silences.query()}
 
     # -- suppression --------------------------------------------------------------------
 

@@ -98,6 +98,10 @@ class Silences:
         for silence in silences:
             self._by_id[silence.id] = silence
 
+    def ids(self) -> set[str]:
+        """Ids of every silence kept (expired ones too, until collected)."""
+        return set(self._by_id)
+
     def get(self, silence_id: str) -> Silence:
         try:
             return self._by_id[silence_id]
