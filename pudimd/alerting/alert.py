@@ -20,12 +20,6 @@ class AlertError(ValueError):
     """A posted alert is malformed; the message says which and why."""
 
 
-def _fnv1a(value: int, data: bytes) -> int:
-    for byte in data:
-        value = ((value ^ byte) * _FNV_PRIME) & _MASK
-    return value
-
-
 _fingerprints: dict[tuple[tuple[str, str], ...], str] = {}
 
 
@@ -36,12 +30,15 @@ def fingerprint(labels: dict[str, str]) -> str:
     cached = _fingerprints.get(key)
     if cached is not None:
         return cached
-    value = _FNV_OFFSET
+    parts: list[bytes] = []
     for name, label in key:
-        value = _fnv1a(value, name.encode())
-        value = ((value ^ 0xFF) * _FNV_PRIME) & _MASK
-        value = _fnv1a(value, label.encode())
-        value = ((value ^ 0xFF) * _FNV_PRIME) & _MASK
+        parts.append(name.encode())
+        parts.append(label.encode())
+    parts.append(b"")
+    value = _FNV_OFFSET
+    prime, mask = _FNV_PRIME, _MASK  # locals: this loop is the hot path of an alert post
+    for byte in b"\xff".join(parts):
+        value = ((value ^ byte) * prime) & mask
     text = f"{value:016x}"
     if len(_fingerprints) >= 100_000:
         _fingerprints.clear()
@@ -127,14 +124,17 @@ class Alert:
         return changed
 
     @classmethod
-    def new(cls, posted: PostableAlert, now: float, resolve_timeout: float) -> Alert:
+    def new(
+        cls, posted: PostableAlert, now: float, resolve_timeout: float, fp: str | None = None
+    ) -> Alert:
+        """A new alert from ``posted`` (``fp``: its fingerprint, when the caller has it)."""
         starts = posted.starts_at if posted.starts_at is not None else now
         if posted.ends_at is None:
             ends, timeout = now + resolve_timeout, True
         else:
             ends, timeout = posted.ends_at, False
         return cls(
-            fingerprint=fingerprint(posted.labels),
+            fingerprint=fp or fingerprint(posted.labels),
             labels=posted.labels,
             annotations=posted.annotations,
             starts_at=starts,

@@ -238,7 +238,7 @@ class Alerting:
             if alert is None:
                 if status == "resolved":
                     continue  # resolving an alert nobody knows: nothing to do
-                alert = Alert.new(posted, now, self.resolve_timeout)
+                alert = Alert.new(posted, now, self.resolve_timeout, fp)
                 self._alerts[fp] = alert
                 dispatcher.add(alert, now)
             else:
@@ -534,6 +534,8 @@ class Alerting:
 
         if receiver not in self._receivers:
             raise KeyError(receiver)
+        if not self._receivers[receiver]:
+            return []  # nothing to send (the caller says the receiver has no integrations)
         now = self.clock()
         moment = datetime.fromtimestamp(now, UTC)
         labels = {"alertname": "PudimdTest", "receiver": receiver, "severity": "none"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -132,9 +132,10 @@ class Outbox:
             old = self._pending.pop(older, None)
             if old is not None:
                 self._count(old, "superseded")
-        for row, row_id in zip(rows, ids, strict=True):
+        for row, notification, row_id in zip(rows, notifications, ids, strict=True):
             row.id = row_id
-            row.payload["id"] = row_id
+            row.payload = {}  # in the database; the live notification is delivered
+            row.live = replace(notification, id=row_id)
             self._pending[row_id] = row
             self._latest[(row.receiver, row.integration, row.group_key)] = row_id
         self._wake.set()
@@ -182,7 +183,10 @@ class Outbox:
                 row, "failed", f"receiver {row.receiver!r} has no integration {row.integration!r}"
             )
             return
-        notification = Notification.from_json(row.payload)
+        if row.live is not None:
+            notification = replace(row.live, template_errors=[])
+        else:
+            notification = Notification.from_json({**row.payload, "id": row.id})
         started = time.perf_counter()
         outcome, detail = "delivered", None
         retry_after: float | None = None

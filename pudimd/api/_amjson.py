@@ -8,12 +8,12 @@ generated client refuses an answer that lacks one).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from pudimd.alerting.alert import AlertError, PostableAlert, validate_labels
@@ -64,9 +64,7 @@ class BadRequest(ValueError):
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(data).encode(), content_type="application/json"
-    )
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
 
 
 def error_response(message: str, status: int = 400) -> web.Response:
@@ -93,8 +91,8 @@ async def read_json(request: web.Request) -> Any:
     if not body.strip():
         raise BadRequest("the request body is empty (expected JSON)")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 

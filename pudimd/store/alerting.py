@@ -7,11 +7,11 @@ SQLAlchemy's errors for the caller to retry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -47,6 +47,9 @@ class OutboxRow:
     attempts: int
     last_error: str | None = None
     finished_at: float | None = None
+    live: Any = None
+    """The notification itself when this process enqueued it (not stored): delivery then
+    skips decoding ``payload`` again."""
 
 
 @dataclass(slots=True)
@@ -58,7 +61,7 @@ class Loaded:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value).decode()
 
 
 def _upsert(conn: AsyncConnection, table: sa.Table, keys: Sequence[str]) -> Any:
@@ -87,17 +90,17 @@ class AlertingDB:
             alert_rows = [
                 {
                     **row._asdict(),
-                    "labels": json.loads(row.labels),
-                    "annotations": json.loads(row.annotations),
-                    "blocked_by": tuple(json.loads(row.blocked_by or "[]")),
+                    "labels": orjson.loads(row.labels),
+                    "annotations": orjson.loads(row.annotations),
+                    "blocked_by": tuple(orjson.loads(row.blocked_by or "[]")),
                 }
                 for row in await conn.execute(sa.select(alerts))
             ]
             silence_rows = [
                 {
                     **row._asdict(),
-                    "matchers": json.loads(row.matchers),
-                    "muted": set(json.loads(row.muted)),
+                    "matchers": orjson.loads(row.matchers),
+                    "muted": set(orjson.loads(row.muted)),
                 }
                 for row in await conn.execute(sa.select(silences))
             ]
@@ -105,8 +108,8 @@ class AlertingDB:
                 (
                     row.group_key,
                     row.integration,
-                    json.loads(row.firing),
-                    json.loads(row.resolved),
+                    orjson.loads(row.firing),
+                    orjson.loads(row.resolved),
                     row.sent_at,
                 )
                 for row in await conn.execute(sa.select(notification_log))
@@ -287,7 +290,7 @@ def _outbox_row(row: Any) -> OutboxRow:
         receiver=row.receiver,
         integration=row.integration,
         group_key=row.group_key,
-        payload=json.loads(row.payload),
+        payload=orjson.loads(row.payload),
         state=row.state,
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,

@@ -47,11 +47,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import time
 from typing import Any, Self
 
+import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from pudimd.alerting.notification import Notification
@@ -204,9 +204,7 @@ class WebhookNotifier:
         return payload
 
     async def send(self, notification: Notification, timeout: float) -> str | None:
-        body = json.dumps(
-            self.payload(notification), separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        body = orjson.dumps(self.payload(notification))
         headers = dict(self.settings.headers)
         headers["Content-Type"] = "application/json"
         headers[IDEMPOTENCY_HEADER] = notification.idempotency_key
