@@ -5,6 +5,7 @@ daemon's HTTP API (the Alertmanager API v2), found from the config's ``server.li
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import urllib.error
@@ -31,6 +32,8 @@ def daemon_url(config_path: Path | None, url: str | None, listen: str | None = N
     """The base URL of the running daemon: ``url``, else from ``listen`` (HOST:PORT) or
     the config's ``server.listen`` (wildcard addresses become loopback)."""
     if url:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https") or "//" not in url:
+            _fail(f"--url: expected http://HOST:PORT (or https://), got {url!r}")
         return url.rstrip("/")
     from pudimd.config.models import DEFAULT_LISTEN
     from pudimd.daemon import read_listen
@@ -44,20 +47,41 @@ def daemon_url(config_path: Path | None, url: str | None, listen: str | None = N
     return f"http://{host}:{port}"
 
 
-def call(base: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
-    """One API call; exits 1 with the daemon's reason when it refuses."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+def _reason(text: str) -> str:
+    """What an error answer says: the API answers a JSON string (Alertmanager's API) or
+    an object with ``error``; anything else is shown as it is."""
     try:
+        answer = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return str(answer["error"])
+    return answer if isinstance(answer, str) else text.strip()
+
+
+def call(base: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+    """One API call; exits 1 with the daemon's reason when it refuses, and with a one-line
+    error when it cannot be reached or does not answer JSON."""
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        request = urllib.request.Request(
+            base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode()
+            text = response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        _fail(f"{method} {path}: HTTP {exc.code}: {exc.read().decode().strip()}")
+        _fail(f"{method} {path}: HTTP {exc.code}: {_reason(exc.read().decode(errors='replace'))}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        _fail(f"cannot reach the daemon at {base}: {getattr(exc, 'reason', exc)}")
-    return json.loads(text) if text.strip() else None
+        reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror  # "Connection refused", without "[Errno 111]"
+        _fail(f"cannot reach the daemon at {base}: {str(reason) or type(exc).__name__}")
+    except http.client.HTTPException:
+        _fail(f"{method} {path}: the answer from {base} is not HTTP (is it pudimd?)")
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        _fail(f"{method} {path}: the answer from {base} is not JSON (is it pudimd?)")
 
 
 def _options(fn: Any) -> Any:
@@ -89,13 +113,13 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, what: str = "--duration") -> float:
     from pudimd.durations import parse_duration
 
     try:
         return parse_duration(text).total_seconds()
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint=what) from None
 
 
 def _now() -> datetime:
@@ -168,6 +192,8 @@ def alerts_add(
     labels: tuple[str, ...],
 ) -> None:
     """Post an alert ALERTNAME with LABELS (name=value ...)."""
+    if not alertname:
+        raise click.BadParameter("must not be empty", param_hint="ALERTNAME")
     alert: dict[str, Any] = {
         "labels": {"alertname": alertname, **_pairs(labels, "LABELS")},
         "annotations": _pairs(annotations, "--annotation"),
@@ -239,7 +265,8 @@ def silences_list(
 ) -> None:
     """List silences (active and pending; --expired for all)."""
     query = urllib.parse.urlencode([("filter", m) for m in matchers])
-    found = call(daemon_url(config_path, url), "GET", "/api/v2/silences?" + query)
+    path = "/api/v2/silences" + (f"?{query}" if query else "")
+    found = call(daemon_url(config_path, url), "GET", path)
     if not expired:
         found = [s for s in found if s["status"]["state"] != "expired"]
     if output == "json":
@@ -323,7 +350,9 @@ def route_test(
 ) -> None:
     """Print the receivers an alert with LABELS (name=value ...) is routed to, and the
     group it joins at each."""
-    from pudimd.alerting.routing import RouteConfig, build_routes, format_labels
+    alert = _pairs(labels, "LABELS")  # before the slow imports: a typo fails at once
+
+    from pudimd.alerting.routing import build_routes, format_labels
     from pudimd.config import ConfigError, load_config, schema_for
     from pudimd.daemon import make_host
 
@@ -332,8 +361,9 @@ def route_test(
         config = load_config(config_path, schema_for(host), alertmanager_config=alertmanager_config)
     except ConfigError as exc:
         _fail(str(exc))
-    alert = _pairs(labels, "LABELS")
-    root = build_routes(config.alerting.route or RouteConfig(receiver=""))
+    if config.alerting.route is None:
+        _fail(f"{config_path}: no alerting.route: alerts are kept but notify no receiver")
+    root = build_routes(config.alerting.route)
     for found in root.match(alert):
         click.echo(
             f"{found.receiver}  group {found.key}:{format_labels(found.group_labels(alert))}"

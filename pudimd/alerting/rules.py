@@ -41,7 +41,10 @@ rule covering it fires (or, when no rule covers it, while its last check failed)
 any target a target depends on, directly or through others, is down, its firing alerts are
 sent with ``blocked_by`` naming those targets: the alert store keeps and shows them but
 does not notify.  When they recover and the target still fails, the alert is sent again
-unblocked at once.
+unblocked at once.  A target whose own alert fires before its parent's (checked more
+often, a lower threshold) is sent unblocked first, then blocked once the parent is down: a
+route's ``group_wait`` (30s by default) is what keeps that first state from being
+notified; with ``group_wait: 0s`` it is.
 
 Alerts go to a sink as :class:`~pudimd.alerting.alert.PostableAlert` with Prometheus'
 semantics: labels are the target's labels, then the rule's ``labels``, then ``alertname``
