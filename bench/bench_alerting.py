@@ -88,6 +88,7 @@ class Result:
     delivered: int = 0
     delivered_after: float = 0.0
     rss_mb: float = 0.0
+    rss_start_mb: float = 0.0
     idle_cpu_pct: float = 0.0
     latencies: list[float] = field(default_factory=list)
     post_seconds: list[float] = field(default_factory=list)
@@ -250,6 +251,7 @@ def delivered(stats: dict[str, Any], names: int) -> int:
 async def run_one(system: Any, collector: str, args: argparse.Namespace) -> Result:
     result = Result(system.name)
     bodies = batches(args.alerts, args.names, args.batch)
+    result.rss_start_mb = system.ps.memory_info().rss / 1e6
     spy = None
     if args.profile and system.name == "pudimd":
         spy = subprocess.Popen(  # noqa: ASYNC220 (starting it does not wait)
@@ -312,7 +314,8 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> bool:
         for reason in r.invalid[:5]:
             print(f"  {r.system}: invalid payload: {reason}")
         print(f"  {r.system}: all {args.alerts} delivered {r.delivered_after:.1f} s after the "
-              f"ingest; {r.payloads} payloads received")  # fmt: skip
+              f"ingest; {r.payloads} payloads received; RSS {r.rss_start_mb:.0f} MB before "
+              "the ingest")  # fmt: skip
     ok = True
     mine = results.get("pudimd")
     if mine is None:

@@ -20,18 +20,11 @@ class AlertError(ValueError):
     """A posted alert is malformed; the message says which and why."""
 
 
-_fingerprints: dict[tuple[tuple[str, str], ...], str] = {}
-
-
 def fingerprint(labels: dict[str, str]) -> str:
     """Alertmanager's fingerprint of a label set: FNV-1a (64 bit) over the label pairs
     sorted by name, each name and value followed by a 0xFF byte; 16 hex digits."""
-    key = tuple(sorted(labels.items()))
-    cached = _fingerprints.get(key)
-    if cached is not None:
-        return cached
     parts: list[bytes] = []
-    for name, label in key:
+    for name, label in sorted(labels.items()):
         parts.append(name.encode())
         parts.append(label.encode())
     parts.append(b"")
@@ -39,11 +32,11 @@ def fingerprint(labels: dict[str, str]) -> str:
     prime, mask = _FNV_PRIME, _MASK  # locals: this loop is the hot path of an alert post
     for byte in b"\xff".join(parts):
         value = ((value ^ byte) * prime) & mask
-    text = f"{value:016x}"
-    if len(_fingerprints) >= 100_000:
-        _fingerprints.clear()
-    _fingerprints[key] = text
-    return text
+    return f"{value:016x}"
+
+
+_valid_names: set[str] = set()
+"""Label names already checked (a few dozen in practice)."""
 
 
 def validate_labels(labels: Any, what: str = "labels") -> dict[str, str]:
@@ -53,8 +46,11 @@ def validate_labels(labels: Any, what: str = "labels") -> dict[str, str]:
         raise AlertError(f"{what} must be an object of strings")
     clean: dict[str, str] = {}
     for name, value in labels.items():
-        if not isinstance(name, str) or not _LABEL_NAME.match(name):
-            raise AlertError(f"invalid label name {name!r} in {what}")
+        if name not in _valid_names:
+            if not isinstance(name, str) or not _LABEL_NAME.match(name):
+                raise AlertError(f"invalid label name {name!r} in {what}")
+            if len(_valid_names) < 10_000:
+                _valid_names.add(name)
         if not isinstance(value, str):
             raise AlertError(f"the value of {what}.{name} must be a string")
         if value:

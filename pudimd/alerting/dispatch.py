@@ -274,8 +274,8 @@ class Dispatcher:
         infos = tuple(
             AlertInfo(
                 status="resolved" if a.resolved(now) else "firing",
-                labels=dict(a.labels),
-                annotations=dict(a.annotations),
+                labels=a.labels,  # never changed in place: a re-post replaces them
+                annotations=a.annotations,
                 starts_at=datetime.fromtimestamp(a.starts_at, UTC),
                 ends_at=datetime.fromtimestamp(a.ends_at, UTC) if a.resolved(now) else None,
                 generator_url=a.generator_url,

@@ -228,15 +228,14 @@ class Alerting:
         now = self.clock()
         dispatcher = self.dispatcher
         inhibit_sources = bool(self.inhibitor)
+        resolving = 0
         for posted in alerts:
             fp = fingerprint(posted.labels)
             alert = self._alerts.get(fp)
-            status = (
-                "resolved" if posted.ends_at is not None and posted.ends_at <= now else "firing"
-            )
-            self.metrics.received.labels(status).inc()
+            resolved = posted.ends_at is not None and posted.ends_at <= now
+            resolving += resolved
             if alert is None:
-                if status == "resolved":
+                if resolved:
                     continue  # resolving an alert nobody knows: nothing to do
                 alert = Alert.new(posted, now, self.resolve_timeout, fp)
                 self._alerts[fp] = alert
@@ -252,6 +251,10 @@ class Alerting:
                 self._wake_expiry.set()
             self._dirty[fp] = alert
             self._deleted.discard(fp)
+        if resolving:
+            self.metrics.received.labels("resolved").inc(resolving)
+        if len(alerts) > resolving:
+            self.metrics.received.labels("firing").inc(len(alerts) - resolving)
         if inhibit_sources:
             self._update_inhibitor()
         self._wake_expiry.set()  # resolutions may end expire_on_resolve silences
@@ -592,12 +595,11 @@ class Alerting:
     def _gauges(self) -> dict[str, Any]:
         now = self.clock()
         alerts = {"active": 0, "suppressed": 0}
-        # counting suppression for every alert is a scan: cheap next to a scrape interval
+        # the state the API shows (silenced, inhibited, time-muted or blocked is
+        # suppressed); a scan of every alert, cheap next to a scrape interval
         for alert in self._alerts.values():
-            if alert.resolved(now):
-                continue
-            muted = alert.blocked_by or self.silences.muting(alert.labels, now)
-            alerts["suppressed" if muted else "active"] += 1
+            if not alert.resolved(now):
+                alerts[self.status(alert, now).state] += 1
         states = {"active": 0, "pending": 0, "expired": 0}
         for silence in self.silences.query():
             states[silence.state(now)] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 __all__ = [
@@ -33,8 +34,9 @@ def format_time(value: datetime | None) -> str:
     :data:`ZERO_TIME`."""
     if value is None:
         return ZERO_TIME
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime | None:
@@ -42,6 +44,13 @@ def parse_time(text: str) -> datetime | None:
     empty string are None.  Raises ValueError on anything else."""
     if not text or text.startswith("0001-01-01T00:00:00"):
         return None
+    try:  # the common case, RFC 3339 with at most six fractional digits or a Z
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
@@ -152,8 +161,14 @@ class Notification:
             "commonLabels": self.common_labels,
             "commonAnnotations": self.common_annotations,
             "externalURL": self.external_url,
-            "alerts": [alert.to_json() for alert in self.alerts],
+            "alerts": list(self._alerts_json),
         }
+
+    @cached_property
+    def _alerts_json(self) -> list[dict[str, Any]]:
+        """The alerts' webhook form, made once per notification: the outbox stores it and
+        the webhook notifier sends it."""
+        return [alert.to_json() for alert in self.alerts]
 
     def render(self, template: str | None, default: str) -> str:
         """Render a receiver's ``template`` (Jinja2, sandboxed; see

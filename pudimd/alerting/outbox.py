@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -135,7 +135,9 @@ class Outbox:
         for row, notification, row_id in zip(rows, notifications, ids, strict=True):
             row.id = row_id
             row.payload = {}  # in the database; the live notification is delivered
-            row.live = replace(notification, id=row_id)
+            # the dispatcher made it for the outbox alone: give it its row id in place
+            object.__setattr__(notification, "id", row_id)
+            row.live = notification
             self._pending[row_id] = row
             self._latest[(row.receiver, row.integration, row.group_key)] = row_id
         self._wake.set()
@@ -184,7 +186,8 @@ class Outbox:
             )
             return
         if row.live is not None:
-            notification = replace(row.live, template_errors=[])
+            notification = row.live
+            notification.template_errors.clear()  # from an earlier attempt
         else:
             notification = Notification.from_json({**row.payload, "id": row.id})
         started = time.perf_counter()

@@ -77,6 +77,28 @@ def _upsert(conn: AsyncConnection, table: sa.Table, keys: Sequence[str]) -> Any:
     )
 
 
+_compiled: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
+
+
+async def _upsert_many(
+    conn: AsyncConnection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]
+) -> None:
+    """:func:`_upsert` of many rows: compiled once per dialect and table, the rows handed
+    to the driver as tuples (SQLAlchemy's per-row parameter processing cost as much as
+    the driver's work).  Dialects with named parameters take the ordinary path."""
+    cache_key = (conn.dialect.name, table.name)
+    if cache_key not in _compiled:
+        compiled = _upsert(conn, table, keys).compile(dialect=conn.dialect)
+        order = compiled.positiontup
+        _compiled[cache_key] = (compiled.string, tuple(order)) if order else None
+    entry = _compiled[cache_key]
+    if entry is None:
+        await conn.execute(_upsert(conn, table, keys), rows)
+        return
+    sql, names = entry
+    await conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+
+
 class AlertingDB:
     """Reads and writes alerting state through ``engine``."""
 
@@ -129,8 +151,10 @@ class AlertingDB:
         gone = list(deleted)
         async with self.engine.begin() as conn:
             if rows:
-                await conn.execute(
-                    _upsert(conn, alerts, ["fingerprint"]),
+                await _upsert_many(
+                    conn,
+                    alerts,
+                    ["fingerprint"],
                     [
                         {
                             **row,

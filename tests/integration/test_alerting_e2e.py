@@ -387,6 +387,9 @@ def test_route_muted_by_a_time_interval_sends_nothing(
     assert listed["status"]["silencedBy"] == []
     assert listed["status"]["state"] == "suppressed"
     assert sorted(r["name"] for r in listed["receivers"]) == ["control", "muted"]
+    # /metrics counts it the way the API shows it
+    assert daemon.metric("pudimd_alerts", state="suppressed") == 1
+    assert daemon.metric("pudimd_alerts", state="active") == 0
 
     # both groups were due at the same time (group_wait 0s): give the muted one a few more
     # group intervals, while the alert keeps firing
