@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field, create_model
 
+from pudimd.alerting.amfields import extra_field_reason
 from pudimd.alerting.inhibit import InhibitRuleConfig
 from pudimd.alerting.routing import RouteConfig, route_problems
 from pudimd.alerting.timeintervals import NamedTimeInterval
@@ -145,7 +146,8 @@ def merge_globals(
     section: dict[str, Any], notifier_types: dict[str, type[Any]]
 ) -> list[tuple[list[str | int], str]]:
     """Fill receiver entries from ``global`` (in place, before validation), as
-    Alertmanager does; returns (path, reason) for unknown global keys."""
+    Alertmanager does; returns (path, reason) for global keys pudimd does not take:
+    Alertmanager's it does not support yet, and typos."""
     problems: list[tuple[list[str | int], str]] = []
     glob = section.get("global")
     if glob is None:
@@ -157,9 +159,7 @@ def merge_globals(
         known.update(getattr(cls, "global_defaults", {}))
     for key in glob:
         if key not in known:
-            problems.append(
-                (["global", key], f"global setting {key!r} is not supported by pudimd (yet)")
-            )
+            problems.append((["global", key], extra_field_reason(str(key), ["global"], known)))
     receivers = section.get("receivers")
     if not isinstance(receivers, list):
         return problems

@@ -10,14 +10,16 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml_rs
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from pudimd.alerting.amfields import TOP as AM_TOP_LEVEL
+from pudimd.alerting.amfields import extra_field_reason, unknown_field
 from pudimd.alerting.config import alerting_problems, merge_globals
 from pudimd.config.errors import ConfigError, Problem
 from pudimd.config.locate import Locator, yaml_syntax_error
@@ -110,13 +112,20 @@ def _load_alertmanager(path: Path, schema: ConfigSchema, env: Mapping[str, str])
         raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {reason}")]) from None
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, 1, "", "the top level must be a mapping")])
+    model: Any = schema.model.model_fields["alerting"].annotation
     for key in data:
-        if key not in AM_SECTIONS:
-            problem([key], f"Alertmanager setting {key!r} is not supported by pudimd", key=True)
+        if key in AM_SECTIONS:
+            continue
+        if key in AM_TOP_LEVEL:
+            reason = f"Alertmanager setting {key!r} is not supported by pudimd"
+        elif key in _field_names(model):
+            reason = f"{key!r} is a pudimd setting: set it under alerting: in the pudimd config"
+        else:
+            reason = unknown_field(str(key), AM_SECTIONS)
+        problem([key], reason, key=True)
     section = {key: data[key] for key in AM_SECTIONS if key in data}
     for where, message in merge_globals(section, schema.notifier_types):
         problem(where, message, key=True)
-    model: Any = schema.model.model_fields["alerting"].annotation
     if problems:
         raise ConfigError(problems)
     try:
@@ -126,7 +135,8 @@ def _load_alertmanager(path: Path, schema: ConfigSchema, env: Mapping[str, str])
             loc = list(error["loc"])
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = f"{loc[-1]!r} is not supported by pudimd (yet)"
+                parent = _model_for(["alerting", *loc[:-1]], section, schema)
+                message = extra_field_reason(str(loc[-1]), loc[:-1], _field_names(parent))
             problem(loc, message, key=error["type"] == "extra_forbidden")
         raise ConfigError(problems) from None
     for where, message in alerting_problems(alerting):
@@ -284,7 +294,7 @@ def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) ->
         if key not in schema.probe_types:
             problem(
                 ("defaults", key),
-                _unknown_field(key, [*_DEFAULT_KEYS, *schema.probe_types]),
+                unknown_field(str(key), [*_DEFAULT_KEYS, *schema.probe_types]),
                 key=True,
             )
         elif not isinstance(value, dict):
@@ -314,10 +324,10 @@ def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) ->
                 target[probe] = {**block, **own}
 
 
-def _unknown_field(name: str, known: Collection[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown field {name!r}{hint}"
+def _field_names(model: Any) -> list[str]:
+    """The names ``model``'s fields are written as in the file (aliases where set)."""
+    fields = getattr(model, "model_fields", None) or {}
+    return [info.alias or name for name, info in fields.items()]
 
 
 def _explain(
@@ -348,9 +358,10 @@ def _explain(
         reason = f"unknown probe type {probe!r} ({hint}installed: {installed})"
         return [*loc[:2], "probe"], reason, False
     if kind == "extra_forbidden":
-        parent = _model_for(loc[:-1], data, schema)
-        known = list(parent.model_fields) if parent is not None else []
-        return loc, _unknown_field(str(loc[-1]), known), True
+        known = _field_names(_model_for(loc[:-1], data, schema))
+        if loc[:1] == ["alerting"]:  # Alertmanager's layout: tell its fields from typos
+            return loc, extra_field_reason(str(loc[-1]), loc[1:-1], known), True
+        return loc, unknown_field(str(loc[-1]), known), True
     if kind == "missing":
         return loc, f"missing required field {loc[-1]!r}", False
     message = str(error["msg"])
@@ -388,13 +399,29 @@ def _model_for(path: Sequence[str | int], data: dict[str, Any], schema: ConfigSc
                     if member.model_fields["probe"].annotation.__args__ == (probe,):
                         model = member
             continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        model = field.annotation
-        if not hasattr(model, "model_fields"):
+        model = _field_model(model, part)
+        if model is None:
             return None
     return model
+
+
+def _field_model(model: Any, part: str) -> Any:
+    """The model validating field ``part`` (name or alias) of ``model``, looking through
+    lists and optionals; None when that field does not hold a model."""
+    for name, info in getattr(model, "model_fields", {}).items():
+        if part in (name, info.alias):
+            return _model_in(info.annotation)
+    return None
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _target_models(schema: ConfigSchema) -> list[Any]:

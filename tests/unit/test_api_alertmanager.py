@@ -5,14 +5,12 @@ a route tree with two receivers and no integrations)."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-import anyio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -21,12 +19,10 @@ from pudimd import __version__
 from pudimd.alerting.alert import PostableAlert, fingerprint
 from pudimd.alerting.config import AlertingBase, ReceiverBase
 from pudimd.alerting.engine import Alerting
-from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.routing import RouteConfig
 from pudimd.api._amjson import receiver_param
 from pudimd.api.alertmanager import alertmanager_routes
-from pudimd.store import Store
-from pudimd.store.alerting import AlertingDB
+from tests.unit.alerting_fixtures import migrated_database, running_engine
 
 if TYPE_CHECKING:
     from pudimd.daemon import Daemon
@@ -43,48 +39,25 @@ receivers: [{name: hook}, {name: pager}]
 """
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
+CONFIG = AlertingBase(
+    route=RouteConfig(
+        receiver="hook",
+        group_by=["alertname"],
+        routes=[RouteConfig.model_validate({"receiver": "pager", "matchers": ['severity="page"']})],
+    ),
+    receivers=[ReceiverBase(name="hook"), ReceiverBase(name="pager")],
+)
+
 
 @pytest.fixture(scope="module")
 def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with the schema in place, made once (migrating takes over a second)."""
-    path = tmp_path_factory.mktemp("db") / "pudimd.db"
-
-    async def migrate() -> None:
-        store = await Store.open(f"sqlite+aiosqlite:///{path}")
-        await store.close()
-
-    anyio.run(migrate)
-    return path
+    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture
 async def engine(migrated_db: Path, tmp_path: Path) -> AsyncIterator[Alerting]:
-    for suffix in ("", "-wal", "-shm"):
-        source = migrated_db.with_name(migrated_db.name + suffix)
-        if source.exists():
-            shutil.copyfile(source, tmp_path / source.name)
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / migrated_db.name}")
-    try:
-        alerting = Alerting(AlertingDB(store.engine), {}, AlertingMetrics())
-        config = AlertingBase(
-            route=RouteConfig(
-                receiver="hook",
-                group_by=["alertname"],
-                routes=[
-                    RouteConfig.model_validate(
-                        {"receiver": "pager", "matchers": ['severity="page"']}
-                    )
-                ],
-            ),
-            receivers=[ReceiverBase(name="hook"), ReceiverBase(name="pager")],
-        )
-        await alerting.start(config, CONFIG_TEXT)
-        async with anyio.create_task_group() as tg:
-            await tg.start(alerting.run)
-            yield alerting
-            tg.cancel_scope.cancel()
-    finally:
-        await store.close()
+    async with running_engine(migrated_db, tmp_path, CONFIG, CONFIG_TEXT) as alerting:
+        yield alerting
 
 
 @pytest.fixture

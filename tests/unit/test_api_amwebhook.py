@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,7 +15,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-import anyio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -24,12 +22,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from pudimd.alerting.alert import PostableAlert
 from pudimd.alerting.config import AlertingBase, ReceiverBase
 from pudimd.alerting.engine import Alerting
-from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.routing import RouteConfig
 from pudimd.api._amjson import BadRequest
 from pudimd.api.amwebhook import FIRING_TIMEOUT, PATH, parse_payload, webhook_routes
-from pudimd.store import Store
-from pudimd.store.alerting import AlertingDB
+from tests.unit.alerting_fixtures import migrated_database, running_engine
 
 if TYPE_CHECKING:
     from pudimd.daemon import Daemon
@@ -155,38 +151,18 @@ def test_bad_alert_is_named_by_its_index() -> None:
 # -- over HTTP ---------------------------------------------------------------------------
 
 
+CONFIG = AlertingBase(route=RouteConfig(receiver="hook"), receivers=[ReceiverBase(name="hook")])
+
+
 @pytest.fixture(scope="module")
 def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with the schema in place, made once (migrating takes over a second)."""
-    path = tmp_path_factory.mktemp("db") / "pudimd.db"
-
-    async def migrate() -> None:
-        store = await Store.open(f"sqlite+aiosqlite:///{path}")
-        await store.close()
-
-    anyio.run(migrate)
-    return path
+    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture
 async def engine(migrated_db: Path, tmp_path: Path) -> AsyncIterator[Alerting]:
-    for suffix in ("", "-wal", "-shm"):
-        source = migrated_db.with_name(migrated_db.name + suffix)
-        if source.exists():
-            shutil.copyfile(source, tmp_path / source.name)
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / migrated_db.name}")
-    try:
-        alerting = Alerting(AlertingDB(store.engine), {}, AlertingMetrics())
-        config = AlertingBase(
-            route=RouteConfig(receiver="hook"), receivers=[ReceiverBase(name="hook")]
-        )
-        await alerting.start(config)
-        async with anyio.create_task_group() as tg:
-            await tg.start(alerting.run)
-            yield alerting
-            tg.cancel_scope.cancel()
-    finally:
-        await store.close()
+    async with running_engine(migrated_db, tmp_path, CONFIG) as alerting:
+        yield alerting
 
 
 @pytest.fixture
