@@ -242,6 +242,7 @@ class Daemon:
                 await self.close_probes(job.probe for job in self.scheduler.jobs.values())
                 if self.alerting is not None:
                     await self.close_notifiers(self.alerting.notifiers())
+                    self.alerting.db.close()
                 await self.store.close()
 
     async def _serve(self, config: ConfigBase) -> None:

@@ -78,7 +78,6 @@ class Outbox:
         self._running: dict[str, int] = {}
         self._latest: dict[tuple[str, str, str], int] = {}
         self._wake = anyio.Event()
-        self._write_lock = anyio.Lock()
 
     # -- state --------------------------------------------------------------------------
 
@@ -126,8 +125,7 @@ class Outbox:
             older = self._latest.get((row.receiver, row.integration, row.group_key))
             if older is not None and older in self._pending and older not in self._in_flight:
                 superseded.append(older)
-        async with self._write_lock:
-            ids = await self.db.enqueue(rows, nflog, superseded)
+        ids = await self.db.enqueue(rows, nflog, superseded)
         for older in superseded:
             old = self._pending.pop(older, None)
             if old is not None:
@@ -252,10 +250,9 @@ class Outbox:
     ) -> None:
         for attempt in range(5):
             try:
-                async with self._write_lock:
-                    await self.db.record_attempt(
-                        row, ts=ts, duration=duration, outcome=outcome, detail=detail
-                    )
+                await self.db.record_attempt(
+                    row, ts=ts, duration=duration, outcome=outcome, detail=detail
+                )
                 return
             except Exception as exc:
                 log.error("cannot record a delivery attempt", error=str(exc), attempt=attempt + 1)
@@ -271,8 +268,7 @@ class Outbox:
         )
         row.state, row.finished_at, row.last_error = state, self._clock(), reason
         with anyio.CancelScope(shield=True):
-            async with self._write_lock:
-                await self.db.finish([row.id], state, row.finished_at, reason)
+            await self.db.finish([row.id], state, row.finished_at, reason)
         self._pending.pop(row.id, None)
         self._count(row, state)
 

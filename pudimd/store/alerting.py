@@ -7,14 +7,17 @@ SQLAlchemy's errors for the caller to retry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pudimd.store.engine import sqlite_writer
 from pudimd.store.tables import (
     alerts,
     delivery_attempts,
@@ -64,7 +67,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _upsert(conn: AsyncConnection, table: sa.Table, keys: Sequence[str]) -> Any:
+def _upsert(conn: sa.Connection, table: sa.Table, keys: Sequence[str]) -> Any:
     """An INSERT .. ON CONFLICT (keys) DO UPDATE of every other column, for SQLite and
     PostgreSQL."""
     from sqlalchemy.dialects import postgresql, sqlite
@@ -77,11 +80,13 @@ def _upsert(conn: AsyncConnection, table: sa.Table, keys: Sequence[str]) -> Any:
     )
 
 
+T = TypeVar("T")
+
 _compiled: dict[tuple[str, str], tuple[str, tuple[str, ...]] | None] = {}
 
 
-async def _upsert_many(
-    conn: AsyncConnection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]
+def _upsert_many(
+    conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: list[dict[str, Any]]
 ) -> None:
     """:func:`_upsert` of many rows: compiled once per dialect and table, the rows handed
     to the driver as tuples (SQLAlchemy's per-row parameter processing cost as much as
@@ -93,10 +98,10 @@ async def _upsert_many(
         _compiled[cache_key] = (compiled.string, tuple(order)) if order else None
     entry = _compiled[cache_key]
     if entry is None:
-        await conn.execute(_upsert(conn, table, keys), rows)
+        conn.execute(_upsert(conn, table, keys), rows)
         return
     sql, names = entry
-    await conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+    conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
 
 
 class AlertingDB:
@@ -104,6 +109,30 @@ class AlertingDB:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._write_lock = anyio.Lock()
+        self._writer = sqlite_writer(engine)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in one write transaction, one at a time (SQLite
+        lets one writer in and makes the others poll with sleeps of a millisecond and
+        more: waiting here is cheaper).  On an SQLite file the whole transaction runs in
+        a worker thread (:func:`~pudimd.store.engine.sqlite_writer`); elsewhere through
+        the async engine.  Either way it completes once started, even when cancelled."""
+        async with self._write_lock:
+            if self._writer is not None:
+                return await anyio.to_thread.run_sync(self._in_thread, fn, *args)
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._writer is not None
+        with self._writer.begin() as conn:
+            return fn(conn, *args)
+
+    def close(self) -> None:
+        """Close the SQLite writer's connection (the async engine is the caller's)."""
+        if self._writer is not None:
+            self._writer.dispose()
 
     async def load(self) -> Loaded:
         """Everything a restart needs: alerts, silences, the notification log and the
@@ -148,47 +177,10 @@ class AlertingDB:
 
     async def write_alerts(self, rows: Sequence[AlertRow], deleted: Iterable[str] = ()) -> None:
         """Upsert ``rows`` and delete the alerts ``deleted``, in one transaction."""
-        gone = list(deleted)
-        async with self.engine.begin() as conn:
-            if rows:
-                await _upsert_many(
-                    conn,
-                    alerts,
-                    ["fingerprint"],
-                    [
-                        {
-                            **row,
-                            "labels": _dumps(row["labels"]),
-                            "annotations": _dumps(row["annotations"]),
-                            "blocked_by": _dumps(list(row["blocked_by"]))
-                            if row["blocked_by"]
-                            else None,
-                        }
-                        for row in rows
-                    ],
-                )
-            for start in range(0, len(gone), 500):
-                await conn.execute(
-                    alerts.delete().where(alerts.c.fingerprint.in_(gone[start : start + 500]))
-                )
+        await self._write(_write_alerts, rows, list(deleted))
 
     async def write_silences(self, rows: Sequence[SilenceRow], deleted: Iterable[str] = ()) -> None:
-        gone = list(deleted)
-        async with self.engine.begin() as conn:
-            if rows:
-                await conn.execute(
-                    _upsert(conn, silences, ["id"]),
-                    [
-                        {
-                            **row,
-                            "matchers": _dumps(row["matchers"]),
-                            "muted": _dumps(sorted(row["muted"])),
-                        }
-                        for row in rows
-                    ],
-                )
-            if gone:
-                await conn.execute(silences.delete().where(silences.c.id.in_(gone)))
+        await self._write(_write_silences, rows, list(deleted))
 
     async def enqueue(
         self, outbox: Sequence[OutboxRow], nflog: Sequence[NflogRow], superseded: Sequence[int]
@@ -197,54 +189,7 @@ class AlertingDB:
         already stored is not inserted again: its id is returned), record what each
         integration has been told (``nflog``), and mark the ``superseded`` pending ones.
         Returns the ids of ``outbox``, in order."""
-        ids: list[int] = []
-        async with self.engine.begin() as conn:
-            for row in outbox:
-                existing = await conn.scalar(
-                    sa.select(notifications.c.id).where(
-                        notifications.c.idempotency_key == row.idempotency_key
-                    )
-                )
-                if existing is not None:
-                    ids.append(int(existing))
-                    continue
-                result = await conn.execute(
-                    notifications.insert().values(
-                        idempotency_key=row.idempotency_key,
-                        receiver=row.receiver,
-                        integration=row.integration,
-                        group_key=row.group_key,
-                        payload=_dumps(row.payload),
-                        state=row.state,
-                        created_at=row.created_at,
-                        next_attempt_at=row.next_attempt_at,
-                        attempts=row.attempts,
-                    )
-                )
-                key = result.inserted_primary_key
-                assert key is not None
-                ids.append(int(key[0]))
-            if nflog:
-                await conn.execute(
-                    _upsert(conn, notification_log, ["group_key", "integration"]),
-                    [
-                        {
-                            "group_key": key,
-                            "integration": integration,
-                            "firing": _dumps(firing),
-                            "resolved": _dumps(resolved),
-                            "sent_at": sent_at,
-                        }
-                        for key, integration, firing, resolved, sent_at in nflog
-                    ],
-                )
-            if superseded:
-                await conn.execute(
-                    notifications.update()
-                    .where(notifications.c.id.in_(list(superseded)))
-                    .where(notifications.c.state == "pending")
-                    .values(state="superseded")
-                )
+        ids: list[int] = await self._write(_enqueue, outbox, nflog, superseded)
         return ids
 
     async def record_attempt(
@@ -258,36 +203,11 @@ class AlertingDB:
     ) -> None:
         """Record one delivery attempt and the notification's new state (``row`` as it is
         after the attempt)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delivery_attempts.insert().values(
-                    notification_id=row.id,
-                    ts=ts,
-                    duration=duration,
-                    outcome=outcome,
-                    detail=detail,
-                )
-            )
-            await conn.execute(
-                notifications.update()
-                .where(notifications.c.id == row.id)
-                .values(
-                    state=row.state,
-                    next_attempt_at=row.next_attempt_at,
-                    attempts=row.attempts,
-                    last_error=row.last_error,
-                    finished_at=row.finished_at,
-                )
-            )
+        await self._write(_record_attempt, row, ts, duration, outcome, detail)
 
     async def finish(self, ids: Sequence[int], state: str, at: float, reason: str) -> None:
         """Mark pending notifications as finished without an attempt (expired...)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                notifications.update()
-                .where(notifications.c.id.in_(list(ids)))
-                .values(state=state, finished_at=at, last_error=reason)
-            )
+        await self._write(_finish, list(ids), state, at, reason)
 
     async def notifications(self, *, limit: int = 100, state: str | None = None) -> list[OutboxRow]:
         """The newest notifications (for the API and the CLI)."""
@@ -305,6 +225,132 @@ class AlertingDB:
                 .order_by(delivery_attempts.c.id)
             )
             return [row._asdict() for row in rows]
+
+
+# -- the writes, each one transaction on a synchronous connection ----------------------
+
+
+def _write_alerts(conn: sa.Connection, rows: Sequence[AlertRow], gone: list[str]) -> None:
+    if rows:
+        _upsert_many(
+            conn,
+            alerts,
+            ["fingerprint"],
+            [
+                {
+                    **row,
+                    "labels": _dumps(row["labels"]),
+                    "annotations": _dumps(row["annotations"]),
+                    "blocked_by": _dumps(list(row["blocked_by"])) if row["blocked_by"] else None,
+                }
+                for row in rows
+            ],
+        )
+    for start in range(0, len(gone), 500):
+        conn.execute(alerts.delete().where(alerts.c.fingerprint.in_(gone[start : start + 500])))
+
+
+def _write_silences(conn: sa.Connection, rows: Sequence[SilenceRow], gone: list[str]) -> None:
+    if rows:
+        conn.execute(
+            _upsert(conn, silences, ["id"]),
+            [
+                {**row, "matchers": _dumps(row["matchers"]), "muted": _dumps(sorted(row["muted"]))}
+                for row in rows
+            ],
+        )
+    if gone:
+        conn.execute(silences.delete().where(silences.c.id.in_(gone)))
+
+
+def _enqueue(
+    conn: sa.Connection,
+    outbox: Sequence[OutboxRow],
+    nflog: Sequence[NflogRow],
+    superseded: Sequence[int],
+) -> list[int]:
+    ids: list[int] = []
+    for row in outbox:
+        existing = conn.scalar(
+            sa.select(notifications.c.id).where(
+                notifications.c.idempotency_key == row.idempotency_key
+            )
+        )
+        if existing is not None:
+            ids.append(int(existing))
+            continue
+        result = conn.execute(
+            notifications.insert().values(
+                idempotency_key=row.idempotency_key,
+                receiver=row.receiver,
+                integration=row.integration,
+                group_key=row.group_key,
+                payload=_dumps(row.payload),
+                state=row.state,
+                created_at=row.created_at,
+                next_attempt_at=row.next_attempt_at,
+                attempts=row.attempts,
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        ids.append(int(key[0]))
+    if nflog:
+        conn.execute(
+            _upsert(conn, notification_log, ["group_key", "integration"]),
+            [
+                {
+                    "group_key": key,
+                    "integration": integration,
+                    "firing": _dumps(firing),
+                    "resolved": _dumps(resolved),
+                    "sent_at": sent_at,
+                }
+                for key, integration, firing, resolved, sent_at in nflog
+            ],
+        )
+    if superseded:
+        conn.execute(
+            notifications.update()
+            .where(notifications.c.id.in_(list(superseded)))
+            .where(notifications.c.state == "pending")
+            .values(state="superseded")
+        )
+    return ids
+
+
+def _record_attempt(
+    conn: sa.Connection,
+    row: OutboxRow,
+    ts: float,
+    duration: float,
+    outcome: str,
+    detail: str | None,
+) -> None:
+    conn.execute(
+        delivery_attempts.insert().values(
+            notification_id=row.id, ts=ts, duration=duration, outcome=outcome, detail=detail
+        )
+    )
+    conn.execute(
+        notifications.update()
+        .where(notifications.c.id == row.id)
+        .values(
+            state=row.state,
+            next_attempt_at=row.next_attempt_at,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            finished_at=row.finished_at,
+        )
+    )
+
+
+def _finish(conn: sa.Connection, ids: list[int], state: str, at: float, reason: str) -> None:
+    conn.execute(
+        notifications.update()
+        .where(notifications.c.id.in_(ids))
+        .values(state=state, finished_at=at, last_error=reason)
+    )
 
 
 def _outbox_row(row: Any) -> OutboxRow:

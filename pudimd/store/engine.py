@@ -6,14 +6,15 @@ from typing import Any
 
 import anyio
 import structlog
-from sqlalchemy import event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from pudimd.store.errors import StoreError, describe, mask_url
 from pudimd.store.migrate import upgrade
 
-__all__ = ["open_engine"]
+__all__ = ["open_engine", "sqlite_writer"]
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,37 @@ async def _create(url: URL) -> AsyncEngine:
     if url.get_driver_name() == "asyncpg" and "timeout" not in url.query:
         connect_args["timeout"] = CONNECT_TIMEOUT
     return create_async_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def sqlite_writer(engine: AsyncEngine) -> Engine | None:
+    """For an ``engine`` on an SQLite file, a synchronous engine on the same file with one
+    connection, for a writer that runs whole transactions in a worker thread (one thread
+    hop per transaction instead of several per statement).  Its transactions start with
+    ``BEGIN IMMEDIATE``, so they take SQLite's write lock up front and wait for it (busy
+    timeout) rather than fail when another connection wrote in between.  None for other
+    databases and in-memory SQLite."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    writer = create_engine(
+        url.set(drivername="sqlite"),
+        poolclass=StaticPool,
+        connect_args={"check_same_thread": False},
+    )
+
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        dbapi_connection.isolation_level = None  # SQLAlchemy's recipe: we say BEGIN
+
+    def begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(writer, "connect", connect)
+    event.listen(writer, "begin", begin)
+    return writer
 
 
 async def _make_parent_dir(url: URL) -> None:
