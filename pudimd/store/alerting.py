@@ -67,17 +67,31 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_upserts: dict[tuple[str, str], Any] = {}
+
+
 def _upsert(conn: sa.Connection, table: sa.Table, keys: Sequence[str]) -> Any:
     """An INSERT .. ON CONFLICT (keys) DO UPDATE of every other column, for SQLite and
-    PostgreSQL."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    PostgreSQL (made once per dialect and table: building one is not cheap)."""
+    cache_key = (conn.dialect.name, table.name)
+    cached = _upserts.get(cache_key)
+    if cached is not None:
+        return cached
+    statement: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
 
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
+        statement = postgresql.insert(table)
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        statement = sqlite.insert(table)
+    statement = statement.on_conflict_do_update(
         index_elements=list(keys),
         set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
     )
+    _upserts[cache_key] = statement
+    return statement
 
 
 T = TypeVar("T")
@@ -229,6 +243,14 @@ class AlertingDB:
 
 # -- the writes, each one transaction on a synchronous connection ----------------------
 
+# statements made once, given their values when executed
+_BY_KEY = sa.select(notifications.c.id).where(
+    notifications.c.idempotency_key == sa.bindparam("key")
+)
+_NEW_NOTIFICATION = notifications.insert()
+_NEW_ATTEMPT = delivery_attempts.insert()
+_AFTER_ATTEMPT = notifications.update().where(notifications.c.id == sa.bindparam("row_id"))
+
 
 def _write_alerts(conn: sa.Connection, rows: Sequence[AlertRow], gone: list[str]) -> None:
     if rows:
@@ -271,26 +293,23 @@ def _enqueue(
 ) -> list[int]:
     ids: list[int] = []
     for row in outbox:
-        existing = conn.scalar(
-            sa.select(notifications.c.id).where(
-                notifications.c.idempotency_key == row.idempotency_key
-            )
-        )
+        existing = conn.scalar(_BY_KEY, {"key": row.idempotency_key})
         if existing is not None:
             ids.append(int(existing))
             continue
         result = conn.execute(
-            notifications.insert().values(
-                idempotency_key=row.idempotency_key,
-                receiver=row.receiver,
-                integration=row.integration,
-                group_key=row.group_key,
-                payload=_dumps(row.payload),
-                state=row.state,
-                created_at=row.created_at,
-                next_attempt_at=row.next_attempt_at,
-                attempts=row.attempts,
-            )
+            _NEW_NOTIFICATION,
+            {
+                "idempotency_key": row.idempotency_key,
+                "receiver": row.receiver,
+                "integration": row.integration,
+                "group_key": row.group_key,
+                "payload": _dumps(row.payload),
+                "state": row.state,
+                "created_at": row.created_at,
+                "next_attempt_at": row.next_attempt_at,
+                "attempts": row.attempts,
+            },
         )
         key = result.inserted_primary_key
         assert key is not None
@@ -328,20 +347,25 @@ def _record_attempt(
     detail: str | None,
 ) -> None:
     conn.execute(
-        delivery_attempts.insert().values(
-            notification_id=row.id, ts=ts, duration=duration, outcome=outcome, detail=detail
-        )
+        _NEW_ATTEMPT,
+        {
+            "notification_id": row.id,
+            "ts": ts,
+            "duration": duration,
+            "outcome": outcome,
+            "detail": detail,
+        },
     )
     conn.execute(
-        notifications.update()
-        .where(notifications.c.id == row.id)
-        .values(
-            state=row.state,
-            next_attempt_at=row.next_attempt_at,
-            attempts=row.attempts,
-            last_error=row.last_error,
-            finished_at=row.finished_at,
-        )
+        _AFTER_ATTEMPT,
+        {
+            "row_id": row.id,
+            "state": row.state,
+            "next_attempt_at": row.next_attempt_at,
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+            "finished_at": row.finished_at,
+        },
     )
 
 
