@@ -233,7 +233,9 @@ class Daemon:
             )
             await self.alerting.start(config.alerting, self._alerting_text(config))
             self.rules = RuleEngine(
-                self._post_rule_alerts, external_url=config.alerting.external_url
+                self._post_rule_alerts,
+                external_url=config.alerting.external_url,
+                recheck=self.scheduler.check_now,
             )
             self.rules.configure(config.alerting.rules, config.targets)
             await self._serve(config)

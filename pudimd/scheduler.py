@@ -390,6 +390,18 @@ class Scheduler:
             except Exception:
                 log.exception("result handling failed", target=job.name)
 
+    def check_now(self, name: str) -> bool:
+        """Start target ``name``'s check now, outside its schedule (whose next runs stay
+        where they were), as the rules do to confirm a dependency before a dependent
+        pages.  False when there is no such target, it is being checked already (its
+        result is coming) or the scheduler is not running."""
+        job = self.jobs.get(name)
+        if job is None or job.running or job.removed or self._tg is None:
+            return False
+        now = anyio.current_time()
+        self._dispatch(self._tg, job, now, now)
+        return True
+
     async def run_once(self, job: Job) -> ProbeResult:
         """Check ``job`` now, outside the schedule (``pudimd probe``, tests)."""
         result = await self._check(job, anyio.current_time())

@@ -37,14 +37,16 @@ until the changes within the window drop back to ``max_changes`` or fewer; then 
 state is sent.
 
 Target dependencies (``depends_on`` on a target): a target is *down* while an alert of a
-rule covering it fires (or, when no rule covers it, while its last check failed).  While
-any target a target depends on, directly or through others, is down, its firing alerts are
-sent with ``blocked_by`` naming those targets: the alert store keeps and shows them but
-does not notify.  When they recover and the target still fails, the alert is sent again
-unblocked at once.  A target whose own alert fires before its parent's (checked more
-often, a lower threshold) is sent unblocked first, then blocked once the parent is down: a
-route's ``group_wait`` (30s by default) is what keeps that first state from being
-notified; with ``group_wait: 0s`` it is.
+rule covering it fires or while its last check failed.  While any target a target depends
+on, directly or through others, is down, its firing alerts are sent with ``blocked_by``
+naming those targets: the alert store keeps and shows them but does not notify.  When they
+recover and the target still fails, the alert is sent again unblocked at once.  A child
+that starts firing before its ancestors were checked since it began to fail (it is checked
+more often, or its threshold is lower) does not page at once: its alert is held, blocked
+by those ancestors, and their checks are run at once (``recheck``), as Nagios checks a
+host's parents before it calls a host down; their results decide (a failed one blocks,
+good ones release the alert).  The hold lasts at most :data:`RECHECK_WAIT` seconds, so a
+parent whose check cannot run never silences its children for long.
 
 Alerts go to a sink as :class:`~pudimd.alerting.alert.PostableAlert` with Prometheus'
 semantics: labels are the target's labels, then the rule's ``labels``, then ``alertname``
@@ -96,6 +98,7 @@ __all__ = [
     "FLAPPING",
     "INACTIVE",
     "PENDING",
+    "RECHECK_WAIT",
     "Flapping",
     "RuleConfig",
     "RuleEngine",
@@ -116,6 +119,8 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _RESERVED = ("alertname", "target", "probe")
 _DEFAULT_FAILURE_THRESHOLD = 3
+RECHECK_WAIT = 30.0
+"""How long a dependent's firing alert waits, held, for its ancestors' checks."""
 
 Sink = Callable[[list[PostableAlert]], None]
 """Where the engine sends alerts (the alert store's ``post``)."""
@@ -464,6 +469,10 @@ class _Target:
     window: ResultWindow | None = None
     last: ProbeResult | None = None
     last_ok: bool | None = None
+    last_at: float = 0.0
+    """When the last result came (engine clock; 0 before the first)."""
+    recheck_at: float = 0.0
+    """When a check of this target was last asked for on a dependent's behalf."""
     ancestors: tuple[str, ...] = ()
     descendants: tuple[str, ...] = ()
     depth: int = 0
@@ -587,6 +596,7 @@ class RuleEngine:
         external_url: str = "",
         resend_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
+        recheck: Callable[[str], object] | None = None,
     ) -> None:
         if resend_interval <= 0:
             raise ValueError(f"resend_interval must be > 0, got {resend_interval!r}")
@@ -594,6 +604,7 @@ class RuleEngine:
         self._external_url = external_url.rstrip("/")
         self._resend = resend_interval
         self._clock = clock
+        self._recheck = recheck
         self._rules: list[_Rule] = []
         self._targets: dict[str, _Target] = {}
         self._pairs: dict[tuple[tuple[str, tuple[tuple[str, str], ...]], str], _Pair] = {}
@@ -641,6 +652,7 @@ class RuleEngine:
             old = self._targets.get(entry.name)
             if old is not None and old.subject == entry.subject:
                 entry.last, entry.last_ok, entry.window = old.last, old.last_ok, old.window
+                entry.last_at = old.last_at
             new_targets[entry.name] = entry
         self._link(new_targets)
 
@@ -741,6 +753,7 @@ class RuleEngine:
         was_down = self._is_down(entry) if watched else False
         entry.last = result
         entry.last_ok = result.success
+        entry.last_at = now
         if entry.window is not None:
             entry.window.add(now, result)
         for pair in entry.pairs:
@@ -763,10 +776,14 @@ class RuleEngine:
             if self._condition(pair) != pair.cond or pair.state == PENDING:
                 self._advance(pair, now)
                 self._sync(pair, now)
-        if watched and self._is_down(entry) != was_down:
+        if watched:
+            # a dependent may change: this target went down or up, or a dependent waited
+            # for this result to know whether it is blocked
+            down = self._is_down(entry) != was_down
             for name in entry.descendants:
                 for pair in self._targets[name].pairs:
-                    self._sync(pair, now)
+                    if down or pair.sent_blocked:
+                        self._sync(pair, now)
         if self._out:
             self._flush()
 
@@ -848,7 +865,7 @@ class RuleEngine:
             if pair.sent_firing:
                 self._send_resolved(pair, now)
         else:
-            blocked = self._blocked_by(pair.target)
+            blocked = self._blocked_by(pair, now)
             fresh = not pair.sent_firing or pair.force or (pair.sent_flapping and not flapping)
             if fresh or blocked != pair.sent_blocked or flapping != pair.sent_flapping:
                 if not pair.sent_firing:
@@ -934,15 +951,32 @@ class RuleEngine:
     # -- dependencies --------------------------------------------------------------------
 
     def _is_down(self, entry: _Target) -> bool:
-        if entry.pairs:
-            return any(pair.sent_firing for pair in entry.pairs)
-        return entry.last_ok is False
+        return entry.last_ok is False or any(pair.sent_firing for pair in entry.pairs)
 
-    def _blocked_by(self, entry: _Target) -> tuple[str, ...]:
+    def _blocked_by(self, pair: _Pair, now: float) -> tuple[str, ...]:
+        """The ancestors of ``pair``'s target that hold its firing alert back: those down,
+        and, for at most :data:`RECHECK_WAIT` after the alert's condition began, those not
+        checked since (their check is asked for, once)."""
+        entry = pair.target
         if not entry.ancestors:
             return ()
         targets = self._targets
-        return tuple(name for name in entry.ancestors if self._is_down(targets[name]))
+        began = pair.active_since
+        waiting = now - began < RECHECK_WAIT
+        blocked: list[str] = []
+        for name in entry.ancestors:
+            ancestor = targets[name]
+            if self._is_down(ancestor):
+                blocked.append(name)
+            elif waiting and ancestor.last_at < began:
+                blocked.append(name)
+                if ancestor.recheck_at < began and self._recheck is not None:
+                    ancestor.recheck_at = now
+                    try:
+                        self._recheck(name)
+                    except Exception:
+                        log.exception("asking for a check failed", target=name)
+        return tuple(blocked)
 
     # -- time ----------------------------------------------------------------------------
 

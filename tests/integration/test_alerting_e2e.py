@@ -477,3 +477,42 @@ def test_child_alert_is_held_while_its_parent_is_down(
     assert "blockedBy" not in now_listed["status"]
     assert now_listed["status"]["state"] == "active"
     assert api_alert(daemon, "switch") is None
+
+
+def test_a_child_failing_first_has_its_parent_checked_at_once_and_does_not_page(
+    start_daemon: Callable[[dict[str, Any]], DaemonProcess], webhook: WebhookReceiver
+) -> None:
+    daemon = start_daemon(
+        {
+            "targets": [
+                # the parent's next scheduled check is somewhere in the coming hour: only
+                # the check the child's alert asks for can tell that it is down
+                tcp_target("switch", free_port(), interval="1h"),
+                tcp_target("web", free_port(), depends_on=["switch"]),
+            ],
+            "alerting": {
+                "rules": [TARGET_DOWN],
+                "route": route("oncall"),  # group_wait 0s: nothing waits for the parent
+                "receivers": [hook("oncall", webhook)],
+            },
+        }
+    )
+
+    def blocked() -> dict[str, Any] | None:
+        alert = api_alert(daemon, "web")
+        return alert if alert is not None and alert["status"].get("blockedBy") else None
+
+    child = eventually(blocked, "the child's alert is not listed as held", daemon)
+    assert child["status"]["blockedBy"] == ["switch"]
+    checks = daemon.wait_metric(
+        "pudimd_target_checks_total", lambda v: v >= 1, timeout=5, target="switch", probe="tcp"
+    )
+    assert checks == 1  # the check asked for, not the hourly one
+    assert daemon.metric("pudimd_target_up", target="switch", probe="tcp") == 0
+    # the parent is down now: the child stays held, and nothing about it is sent
+    quiet_until = time.monotonic() + 5 * GROUP_INTERVAL
+    while time.monotonic() < quiet_until:
+        time.sleep(GROUP_INTERVAL / 2)
+    assert sent(webhook.payloads("oncall"), "web", "firing") == []
+    held = api_alert(daemon, "web")
+    assert held is not None and held["status"].get("blockedBy") == ["switch"]

@@ -367,3 +367,32 @@ async def test_a_run_waiting_a_whole_interval_for_a_slot_is_dropped(
     count = sample(metrics, "pudimd_scheduler_lateness_seconds_count")
     assert count >= 5
     assert sample(metrics, "pudimd_scheduler_lateness_seconds_bucket", le="0.25") == count
+
+
+async def test_check_now_runs_a_check_outside_the_schedule_once(
+    host: PluginHost, schema: ConfigSchema, metrics: Metrics
+) -> None:
+    seen: list[float] = []
+    scheduler = Scheduler(
+        host, SchedulerConfig(), metrics=metrics, on_result=lambda j, r: seen.append(time.time())
+    )
+    scheduler.apply(
+        targets(
+            schema,
+            "targets:\n  - {name: a, probe: echo, target: x, interval: 1h, echo: {delay: 0.2}}\n",
+        )
+    )
+    assert not scheduler.check_now("a")  # not running yet
+    async with anyio.create_task_group() as tg:
+        await tg.start(scheduler.run)
+        started, due = time.time(), scheduler.jobs["a"].due
+        assert scheduler.check_now("a")
+        assert not scheduler.check_now("a")  # being checked: its result is coming
+        assert not scheduler.check_now("nope")
+        with anyio.fail_after(5):
+            while not seen:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.3)
+        tg.cancel_scope.cancel()
+    assert len(seen) == 1 and seen[0] - started < 1.0
+    assert scheduler.jobs["a"].due == due  # the scheduled run stays where it was

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from pudimd.alerting.alert import PostableAlert
 from pudimd.alerting.rules import (
+    RECHECK_WAIT,
     RuleConfig,
     RuleEngine,
     check_dependencies,
@@ -70,11 +71,13 @@ class Harness:
     ) -> None:
         self.clock = Clock()
         self.batches: list[list[PostableAlert]] = []
+        self.rechecks: list[str] = []
         self.engine = RuleEngine(
             self.batches.append,
             external_url=external_url,
             resend_interval=resend_interval,
             clock=self.clock,
+            recheck=self.rechecks.append,
         )
         self.engine.configure(rules, targets)
 
@@ -415,17 +418,58 @@ def test_child_alert_is_blocked_while_parent_is_down_and_unblocked_when_it_recov
     ]
 
 
-def test_child_firing_before_parent_gets_blocked_when_parent_fires() -> None:
+def test_child_firing_before_its_parent_was_checked_is_held_until_that_check() -> None:
+    h = Harness(
+        [rule(failure_threshold=1)],
+        [target("db"), target("web", depends_on=["db"])],
+    )
+    h.check("db", ok())
+    h.check("web", fail())  # db's last check is older than web's failure
+    [held] = h.take()
+    assert held.blocked_by == ("db",) and firing(held, h.clock.now)
+    assert h.rechecks == ["db"]  # db's check is asked for, once
+    h.evaluate()
+    assert h.take() == [] and h.rechecks == ["db"]
+    h.check("db", fail(), every=0.5)  # the check asked for: db is down
+    alerts = h.take()
+    assert [(a.labels["target"], a.blocked_by) for a in alerts] == [("db", ())]
+    assert h.state("web") == "firing"
+    h.check("db", ok())  # db recovers, web still fails: web pages now
+    alerts = h.take()
+    assert [(a.labels["target"], firing(a, h.clock.now), a.blocked_by) for a in alerts] == [
+        ("db", False, ()),
+        ("web", True, ()),
+    ]
+
+
+def test_a_good_check_of_the_parent_releases_the_held_child_at_once() -> None:
     h = Harness(
         [rule(failure_threshold=1)],
         [target("db"), target("web", depends_on=["db"])],
     )
     h.check("web", fail())
-    [child] = h.take()
-    assert child.blocked_by == ()
-    h.check("db", fail())
-    alerts = h.take()
-    assert [(a.labels["target"], a.blocked_by) for a in alerts] == [("db", ()), ("web", ("db",))]
+    [held] = h.take()
+    assert held.blocked_by == ("db",) and h.rechecks == ["db"]
+    h.check("db", ok(), every=0.5)
+    [released] = h.take()
+    assert released.blocked_by == () and firing(released, h.clock.now)
+    assert released.starts_at == held.starts_at
+
+
+def test_a_parent_check_that_never_comes_holds_the_child_for_recheck_wait_at_most() -> None:
+    h = Harness(
+        [rule(failure_threshold=1)],
+        [target("db"), target("web", depends_on=["db"])],
+    )
+    h.check("web", fail())
+    [held] = h.take()
+    assert held.blocked_by == ("db",)
+    h.evaluate(after=RECHECK_WAIT - 1)
+    assert h.take() == []
+    h.evaluate(after=2)
+    [released] = h.take()
+    assert released.blocked_by == () and firing(released, h.clock.now)
+    assert h.rechecks == ["db"]
 
 
 def test_blocking_is_transitive() -> None:
@@ -437,12 +481,14 @@ def test_blocking_is_transitive() -> None:
             target("web", depends_on=["db"]),
         ],
     )
-    h.check("db", ok())  # no rule covers db, and its last check succeeded
     h.check("switch", fail())
     h.check("web", fail())
     alerts = h.take()
     assert alerts[-1].labels["target"] == "web"
-    assert alerts[-1].blocked_by == ("switch",)
+    assert alerts[-1].blocked_by == ("db", "switch")  # db: not checked since web failed
+    h.check("db", ok(), every=0.5)  # no rule covers db, and its last check succeeded
+    [blocked] = h.take()
+    assert blocked.blocked_by == ("switch",)
     h.check("db", fail())  # db is down now too: nearest first
     [reblocked] = h.take()
     assert reblocked.blocked_by == ("db", "switch")
@@ -475,13 +521,25 @@ def test_parent_firing_through_a_window_threshold_blocks_at_evaluation() -> None
         ],
         [target("web", depends_on=["db"]), target("db")],
     )
+    h.check("db", ok())
     h.check("web", fail())
-    h.check("db", fail())
     [child] = h.take()
-    assert child.blocked_by == ()
-    h.evaluate()
+    assert child.blocked_by == ("db",)  # held for db's check
+    h.check("db", ok(), every=0.5)
+    [released] = h.take()
+    assert released.blocked_by == ()
+    h.check("db", fail(), fail(), ok(), fail(), every=0.5)  # down at its last check: blocked
     alerts = h.take()
-    assert [(a.labels["target"], a.blocked_by) for a in alerts] == [("db", ()), ("web", ("db",))]
+    assert [(a.labels["target"], a.blocked_by) for a in alerts] == [
+        ("web", ("db",)),
+        ("web", ()),
+        ("web", ("db",)),
+    ]
+    h.evaluate()  # the window rule fires: db stays down whatever its last check
+    alerts = h.take()
+    assert [(a.labels["target"], a.blocked_by) for a in alerts] == [("db", ())]
+    h.check("db", ok(), every=0.5)
+    assert h.take() == []  # still firing, so still down
 
 
 # -- resend ------------------------------------------------------------------------------
@@ -880,7 +938,6 @@ def test_engine_survives_a_dependency_cycle() -> None:
     h.check("b", fail())
     alerts = h.take()  # the loader refuses cycles; the engine only must not loop
     assert [(a.labels["target"], a.blocked_by) for a in alerts] == [
-        ("a", ()),
-        ("b", ("a",)),
         ("a", ("b",)),
+        ("b", ("a",)),
     ]
