@@ -91,9 +91,23 @@ class Alert:
     timeout: bool = False
     """``ends_at`` was not given but set from ``resolve_timeout``."""
     blocked_by: tuple[str, ...] = ()
+    acked_by: str | None = None
+    """Who acknowledged it (None: nobody, or the acknowledgement ended)."""
+    acked_at: float | None = None
+    ack_until: float | None = None
+    """When the acknowledgement ends by itself (None: when the alert resolves)."""
+    assignee: str | None = None
+    """``user:NAME`` or ``team:NAME``."""
 
     def resolved(self, now: float) -> bool:
         return self.ends_at <= now
+
+    def acked(self, now: float) -> bool:
+        """Acknowledged, and the acknowledgement has not run out."""
+        return self.acked_by is not None and (self.ack_until is None or self.ack_until > now)
+
+    def clear_ack(self) -> None:
+        self.acked_by = self.acked_at = self.ack_until = None
 
     def merge(self, new: PostableAlert, now: float, resolve_timeout: float) -> bool:
         """Apply a re-post of the same alert (Alertmanager's merge: the earlier startsAt

@@ -62,6 +62,9 @@ class Group:
         return self.route.receiver
 
 
+_Told = tuple[frozenset[str], frozenset[str], float, frozenset[str]]
+"""What an integration was last told of a group: firing, resolved, when, acknowledged."""
+
 Muted = Callable[["Alert", float], bool]
 """Whether an alert is silenced, inhibited or blocked now."""
 TimeMuted = Callable[[Route, float], tuple[bool, float | None]]
@@ -91,7 +94,7 @@ class Dispatcher:
         self.clock = clock
         self.external_url = external_url
         self.groups: dict[tuple[int, str], Group] = {}
-        self.nflog: dict[tuple[str, str], tuple[frozenset[str], frozenset[str], float]] = {}
+        self.nflog: dict[tuple[str, str], _Told] = {}
         self._member_of: dict[str, list[Group]] = {}
         self._heap: list[tuple[float, int, Group]] = []
         self._seq = itertools.count()
@@ -110,8 +113,13 @@ class Dispatcher:
     # -- membership ---------------------------------------------------------------------
 
     def load_nflog(self, rows: Iterable[NflogRow]) -> None:
-        for key, integration, firing, resolved, sent_at in rows:
-            self.nflog[(key, integration)] = (frozenset(firing), frozenset(resolved), sent_at)
+        for key, integration, firing, resolved, sent_at, acked in rows:
+            self.nflog[(key, integration)] = (
+                frozenset(firing),
+                frozenset(resolved),
+                sent_at,
+                frozenset(acked),
+            )
 
     def routes_for(self, labels: dict[str, str]) -> list[Route]:
         return self.root.match(labels)
@@ -140,6 +148,13 @@ class Dispatcher:
         for fingerprint in fingerprints:
             for group in self._member_of.get(fingerprint, ()):
                 self.changed(group, now)
+
+    def hurry(self, fingerprints: Iterable[str], now: float) -> None:
+        """An engineer acted on these alerts (acknowledged, resolved...): their groups
+        flush now, without waiting for group_interval, so receivers hear of it at once."""
+        for fingerprint in fingerprints:
+            for group in self._member_of.get(fingerprint, ()):
+                self._schedule(group, now)
 
     def touch_all(self, now: float) -> None:
         for group in self.groups.values():
@@ -206,22 +221,42 @@ class Dispatcher:
                     next_end = alert.ends_at if next_end is None else min(next_end, alert.ends_at)
         firing_set = frozenset(a.fingerprint for a in firing)
         resolved_set = frozenset(a.fingerprint for a in resolved if not self.muted(a, now))
+        acked_set = frozenset(a.fingerprint for a in firing if a.acked(now))
         notifications: list[Notification] = []
         nflog: list[NflogRow] = []
         for integration in self.integrations(group.receiver):
             log_key = (group.key, f"{integration.receiver}/{integration.id}")
             entry = self.nflog.get(log_key)
-            if not self._needs_update(entry, firing_set, resolved_set, integration, group, now):
+            if not self._needs_update(
+                entry, firing_set, resolved_set, acked_set, integration, group, now
+            ):
                 continue
             sent_resolved = [a for a in resolved if a.fingerprint in resolved_set]
             shown = firing + (sent_resolved if integration.send_resolved else [])
             if shown:
-                notifications.append(self._notification(group, integration, shown, now))
-            nflog.append((log_key[0], log_key[1], sorted(firing_set), sorted(resolved_set), now))
+                acknowledged = bool(firing_set) and acked_set == firing_set
+                notifications.append(
+                    self._notification(group, integration, shown, now, acknowledged)
+                )
+            nflog.append(
+                (
+                    log_key[0],
+                    log_key[1],
+                    sorted(firing_set),
+                    sorted(resolved_set),
+                    now,
+                    sorted(acked_set),
+                )
+            )
         if nflog:
             await self.enqueue(notifications, nflog)
-            for key, integration_key, fired, gone, sent_at in nflog:
-                self.nflog[(key, integration_key)] = (frozenset(fired), frozenset(gone), sent_at)
+            for key, integration_key, fired, gone, sent_at, acked in nflog:
+                self.nflog[(key, integration_key)] = (
+                    frozenset(fired),
+                    frozenset(gone),
+                    sent_at,
+                    frozenset(acked),
+                )
         group.flushed_at = now
         # resolved alerts that were notified (or need not be) leave the group
         for alert in resolved:
@@ -244,27 +279,39 @@ class Dispatcher:
 
     def _needs_update(
         self,
-        entry: tuple[frozenset[str], frozenset[str], float] | None,
+        entry: _Told | None,
         firing: frozenset[str],
         resolved: frozenset[str],
+        acked: frozenset[str],
         integration: Integration,
         group: Group,
         now: float,
     ) -> bool:
-        """Alertmanager's dedup rule."""
+        """Alertmanager's dedup rule, and acknowledgements: a change of what is
+        acknowledged is news (a follow-up message, PagerDuty's acknowledge event), and a
+        group whose firing alerts are all acknowledged is not repeated."""
         if entry is None:
             return bool(firing)
-        was_firing, was_resolved, sent_at = entry
+        was_firing, was_resolved, sent_at, was_acked = entry
         if not firing <= was_firing:
             return True
         if not firing:
             return bool(was_firing)
         if integration.send_resolved and not resolved <= was_resolved:
             return True
+        if acked != was_acked & firing:
+            return True
+        if acked == firing:
+            return False
         return sent_at <= now - group.route.repeat_interval
 
     def _notification(
-        self, group: Group, integration: Integration, alerts: list[Alert], now: float
+        self,
+        group: Group,
+        integration: Integration,
+        alerts: list[Alert],
+        now: float,
+        acknowledged: bool = False,
     ) -> Notification:
         alerts = sorted(alerts, key=lambda a: (a.starts_at, a.fingerprint))
         truncated = 0
@@ -293,6 +340,8 @@ class Dispatcher:
             digest.update(part.encode() + b"\0")
         for info in infos:
             digest.update(f"{info.fingerprint}:{info.status}:{info.starts_at.timestamp()}".encode())
+        if acknowledged:
+            digest.update(b"acknowledged")
         digest.update(f"{now:.6f}".encode())  # a repeat of the same content is a new message
         return Notification(
             receiver=integration.receiver,
@@ -307,6 +356,7 @@ class Dispatcher:
             alerts=infos,
             created_at=datetime.fromtimestamp(now, UTC),
             truncated_alerts=truncated,
+            acknowledged=acknowledged,
         )
 
 

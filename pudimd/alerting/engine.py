@@ -30,6 +30,8 @@ from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.outbox import Outbox, OutboxSettings
 from pudimd.alerting.routing import Route, RouteConfig, build_routes
 from pudimd.alerting.silences import Silence, Silences
+from pudimd.alerting.workflow import Action, ActionError
+from pudimd.alerting.workflow import apply as apply_action
 
 if TYPE_CHECKING:
     from pudimd.alerting.config import AlertingBase
@@ -111,6 +113,10 @@ class Alerting:
         self._dirty: dict[str, Alert] = {}
         self._deleted: set[str] = set()
         self._dirty_silences: dict[str, Silence] = {}
+        self._dirty_acks: dict[str, Alert] = {}
+        self._events: list[dict[str, Any]] = []
+        self._ack_expiry: list[tuple[float, str]] = []
+        self._people: set[str] | None = None
         self._batch = anyio.Event()
         self._batch_failed: BaseException | None = None
         self._wake_writer = anyio.Event()
@@ -141,6 +147,14 @@ class Alerting:
             )
             for row in loaded.silences
         )
+        for row in loaded.acks:
+            acked = self._alerts.get(row["fingerprint"])
+            if acked is None:
+                continue
+            acked.acked_by, acked.acked_at = row["acked_by"], row["acked_at"]
+            acked.ack_until, acked.assignee = row["ack_until"], row["assignee"]
+            if acked.ack_until is not None:
+                heapq.heappush(self._ack_expiry, (acked.ack_until, acked.fingerprint))
         self.dispatcher.load_nflog(loaded.nflog)
         self.outbox.resume(loaded.pending)
         retired = self.configure(config, config_text)
@@ -240,12 +254,18 @@ class Alerting:
                 alert = Alert.new(posted, now, self.resolve_timeout, fp)
                 self._alerts[fp] = alert
                 dispatcher.add(alert, now)
+                self._record(alert, "fired", alert.starts_at)
             else:
                 ends_before = alert.ends_at
+                was_resolved = ends_before <= now
                 if alert.merge(posted, now, self.resolve_timeout):
                     dispatcher.add(alert, now)
                 elif alert.ends_at < ends_before:
                     dispatcher.touch((fp,), now)
+                if was_resolved and not resolved:
+                    self._new_episode(alert)
+                elif resolved and not was_resolved:
+                    self._record(alert, "resolved", min(alert.ends_at, now))
             if alert.ends_at > now:
                 heapq.heappush(self._expiry, (alert.ends_at, fp))
                 self._wake_expiry.set()
@@ -276,10 +296,17 @@ class Alerting:
             dirty, self._dirty = self._dirty, {}
             deleted, self._deleted = self._deleted, set()
             silences, self._dirty_silences = self._dirty_silences, {}
+            acks, self._dirty_acks = self._dirty_acks, {}
+            events, self._events = self._events, []
             while True:
                 try:
-                    if dirty or deleted:
-                        await self.db.write_alerts([_row(a) for a in dirty.values()], deleted)
+                    if dirty or deleted or events or acks:
+                        await self.db.write_alerts(
+                            [_row(a) for a in dirty.values()],
+                            deleted,
+                            events=events,
+                            acks=[_ack_row(a) for a in acks.values()],
+                        )
                     if silences:
                         live = self.silences.ids()
                         await self.db.write_silences(
@@ -356,8 +383,11 @@ class Alerting:
             while self._expiry and self._expiry[0][0] <= now:
                 ends_at, fp = heapq.heappop(self._expiry)
                 alert = self._alerts.get(fp)
-                if alert is not None and alert.ends_at == ends_at:
+                if alert is not None and alert.ends_at == ends_at and fp not in resolved:
                     resolved.append(fp)
+            for fp in resolved:
+                self._record(self._alerts[fp], "resolved", self._alerts[fp].ends_at)
+            self._expire_acks(now)
             if resolved:
                 self.dispatcher.touch(resolved, now)
                 if self.inhibitor:
@@ -368,6 +398,8 @@ class Alerting:
             wait = 60.0
             if self._expiry:
                 wait = min(wait, self._expiry[0][0] - now)
+            if self._ack_expiry:
+                wait = min(wait, self._ack_expiry[0][0] - now)
             if silence_change is not None:
                 wait = min(wait, silence_change - now)
                 # a silence starting or ending changes what is muted
@@ -376,6 +408,22 @@ class Alerting:
                 await self._wake_expiry.wait()
             if silence_change is not None and self.clock() >= silence_change:
                 self.dispatcher.touch_all(self.clock())
+
+    def _expire_acks(self, now: float) -> None:
+        ended: list[str] = []
+        while self._ack_expiry and self._ack_expiry[0][0] <= now:
+            until, fp = heapq.heappop(self._ack_expiry)
+            alert = self._alerts.get(fp)
+            if alert is None or alert.ack_until != until or alert.acked_by is None:
+                continue
+            alert.clear_ack()
+            self._dirty_acks[fp] = alert
+            if not alert.resolved(now):
+                self._record(alert, "ack_expired", until)
+                ended.append(fp)
+        if ended:
+            self.dispatcher.hurry(ended, now)
+            self._wake_writer.set()
 
     def _collect(self, now: float) -> None:
         horizon = now - self.resolved_retention
@@ -412,6 +460,83 @@ class Alerting:
             ):
                 log.info("silence expired: every alert it muted has resolved", silence=silence.id)
                 self.silences.expire(silence.id)
+
+    # -- on-call actions -----------------------------------------------------------------
+
+    def set_people(self, users: Iterable[str], teams: Iterable[str]) -> None:
+        """Who alerts can be assigned to (``oncall.users`` and ``oncall.teams``)."""
+        self._people = {f"user:{name}" for name in users} | {f"team:{name}" for name in teams}
+
+    def _assignable(self, assignee: str) -> str | None:
+        if self._people is None or not self._people:
+            return f"cannot assign to {assignee}: no users or teams are configured (oncall)"
+        if assignee not in self._people:
+            kind = assignee.partition(":")[0]
+            return f"unknown {kind} {assignee.partition(':')[2]!r}"
+        return None
+
+    async def act(self, fingerprint: str, action: Action) -> AlertView:
+        """Do ``action`` to the alert ``fingerprint`` (see :mod:`pudimd.alerting.workflow`),
+        record it in the alert's timeline and tell its receivers now; returns the alert's
+        view once the change is in the database.  Raises ActionError (nothing changed)."""
+        now = self.clock()
+        alert = self._alerts.get(fingerprint)
+        if alert is None:
+            raise ActionError(f"no alert with fingerprint {fingerprint!r}", status=404)
+        kind, detail = apply_action(alert, action, now, self._assignable)
+        self._record(alert, kind, now, action.actor, action.interface, detail)
+        self._dirty_acks[fingerprint] = alert
+        if kind == "resolved":
+            self._dirty[fingerprint] = alert
+            if self.inhibitor:
+                self._update_inhibitor()
+        if alert.ack_until is not None and kind in ("acknowledged", "snoozed"):
+            heapq.heappush(self._ack_expiry, (alert.ack_until, fingerprint))
+            self._wake_expiry.set()
+        self.dispatcher.hurry((fingerprint,), now)
+        log.info(
+            "alert " + kind,
+            alert=fingerprint,
+            actor=action.actor,
+            interface=action.interface,
+            **{k: v for k, v in detail.items() if k != "comment"},
+        )
+        await self._persisted()
+        return self.status(alert, now)
+
+    def alert(self, fingerprint: str) -> Alert | None:
+        return self._alerts.get(fingerprint)
+
+    def _new_episode(self, alert: Alert) -> None:
+        """A resolved alert fires again: it starts unacknowledged and unassigned."""
+        if alert.acked_by is not None or alert.assignee is not None:
+            alert.clear_ack()
+            alert.assignee = None
+            self._dirty_acks[alert.fingerprint] = alert
+        self._record(alert, "fired", alert.starts_at)
+
+    def _record(
+        self,
+        alert: Alert,
+        kind: str,
+        at: float,
+        actor: str | None = None,
+        interface: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        labels = alert.labels
+        self._events.append(
+            {
+                "fingerprint": alert.fingerprint,
+                "at": at,
+                "kind": kind,
+                "alertname": labels.get("alertname", ""),
+                "target": labels.get("target") or labels.get("instance") or "",
+                "actor": actor,
+                "interface": interface,
+                "detail": detail or {},
+            }
+        )
 
     # -- dispatcher and outbox glue ------------------------------------------------------
 
@@ -628,6 +753,16 @@ def _row(alert: Alert) -> dict[str, Any]:
         "generator_url": alert.generator_url,
         "timeout": alert.timeout,
         "blocked_by": alert.blocked_by,
+    }
+
+
+def _ack_row(alert: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "acked_by": alert.acked_by,
+        "acked_at": alert.acked_at,
+        "ack_until": alert.ack_until,
+        "assignee": alert.assignee,
     }
 
 

@@ -150,8 +150,10 @@ class Notification:
         return [alert for alert in self.alerts if alert.status == "resolved"]
 
     def webhook_payload(self) -> dict[str, Any]:
-        """Alertmanager's webhook payload, version 4."""
-        return {
+        """Alertmanager's webhook payload, version 4; when every firing alert of the group
+        is acknowledged, with pudimd's ``"acknowledged": true`` (receivers that do not know
+        it ignore it, as they ignore any field they do not know)."""
+        payload = {
             "version": "4",
             "groupKey": self.group_key,
             "truncatedAlerts": self.truncated_alerts,
@@ -163,6 +165,9 @@ class Notification:
             "externalURL": self.external_url,
             "alerts": list(self._alerts_json),
         }
+        if self.acknowledged:
+            payload["acknowledged"] = True
+        return payload
 
     @cached_property
     def _alerts_json(self) -> list[dict[str, Any]]:

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.store.engine import sqlite_writer
 from pudimd.store.tables import (
+    alert_acks,
+    alert_events,
     alerts,
     delivery_attempts,
     notification_log,
@@ -26,14 +28,28 @@ from pudimd.store.tables import (
     silences,
 )
 
-__all__ = ["AlertRow", "AlertingDB", "Loaded", "NflogRow", "OutboxRow", "SilenceRow"]
+__all__ = [
+    "AckRow",
+    "AlertRow",
+    "AlertingDB",
+    "EventRow",
+    "Loaded",
+    "NflogRow",
+    "OutboxRow",
+    "SilenceRow",
+]
 
 AlertRow = dict[str, Any]
 """Columns of ``alerts``, labels/annotations/blocked_by as Python values."""
 SilenceRow = dict[str, Any]
 """Columns of ``silences``, matchers (API form) and muted as Python values."""
-NflogRow = tuple[str, str, list[str], list[str], float]
-"""(group_key, integration, firing fingerprints, resolved fingerprints, sent_at)."""
+NflogRow = tuple[str, str, list[str], list[str], float, list[str]]
+"""(group_key, integration, firing fingerprints, resolved fingerprints, sent_at,
+acknowledged fingerprints)."""
+AckRow = dict[str, Any]
+"""Columns of ``alert_acks``."""
+EventRow = dict[str, Any]
+"""Columns of ``alert_events`` but ``id``; ``detail`` as a dict."""
 
 
 @dataclass(slots=True)
@@ -61,6 +77,7 @@ class Loaded:
     silences: list[SilenceRow]
     nflog: list[NflogRow]
     pending: list[OutboxRow]
+    acks: list[AckRow]
 
 
 def _dumps(value: Any) -> str:
@@ -176,6 +193,7 @@ class AlertingDB:
                     orjson.loads(row.firing),
                     orjson.loads(row.resolved),
                     row.sent_at,
+                    orjson.loads(row.acked or "[]"),
                 )
                 for row in await conn.execute(sa.select(notification_log))
             ]
@@ -187,11 +205,72 @@ class AlertingDB:
                     .order_by(notifications.c.id)
                 )
             ]
-        return Loaded(alert_rows, silence_rows, nflog, pending)
+            acks = [row._asdict() for row in await conn.execute(sa.select(alert_acks))]
+        return Loaded(alert_rows, silence_rows, nflog, pending, acks)
 
-    async def write_alerts(self, rows: Sequence[AlertRow], deleted: Iterable[str] = ()) -> None:
-        """Upsert ``rows`` and delete the alerts ``deleted``, in one transaction."""
-        await self._write(_write_alerts, rows, list(deleted))
+    async def write_alerts(
+        self,
+        rows: Sequence[AlertRow],
+        deleted: Iterable[str] = (),
+        *,
+        events: Sequence[EventRow] = (),
+        acks: Sequence[AckRow] = (),
+    ) -> None:
+        """In one transaction: upsert ``rows``, delete the alerts ``deleted`` (and their
+        acknowledgements), append ``events`` to the timeline, upsert ``acks`` (a row
+        whose ``acked_by`` and ``assignee`` are both None is deleted)."""
+        await self._write(_write_alerts, rows, list(deleted), events, acks)
+
+    async def events(
+        self,
+        *,
+        fingerprint: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[EventRow]:
+        """Timeline events, oldest first, filtered by alert, target and time range."""
+        query = sa.select(alert_events).order_by(alert_events.c.at, alert_events.c.id)
+        if fingerprint is not None:
+            query = query.where(alert_events.c.fingerprint == fingerprint)
+        if target is not None:
+            query = query.where(alert_events.c.target == target)
+        if since is not None:
+            query = query.where(alert_events.c.at >= since)
+        if until is not None:
+            query = query.where(alert_events.c.at <= until)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.limit(limit))
+            return [{**row._asdict(), "detail": orjson.loads(row.detail)} for row in rows]
+
+    async def notifications_of_groups(
+        self, group_keys: Sequence[str], since: float, until: float | None = None
+    ) -> list[tuple[OutboxRow, list[dict[str, Any]]]]:
+        """The notifications of the groups ``group_keys`` made in [since, until], each
+        with its delivery attempts, oldest first."""
+        if not group_keys:
+            return []
+        query = (
+            sa.select(notifications)
+            .where(notifications.c.group_key.in_(list(group_keys)))
+            .where(notifications.c.created_at >= since)
+            .order_by(notifications.c.id)
+        )
+        if until is not None:
+            query = query.where(notifications.c.created_at <= until)
+        async with self.engine.connect() as conn:
+            found = [_outbox_row(row) for row in await conn.execute(query)]
+            attempts: dict[int, list[dict[str, Any]]] = {row.id: [] for row in found}
+            if found:
+                rows = await conn.execute(
+                    sa.select(delivery_attempts)
+                    .where(delivery_attempts.c.notification_id.in_(list(attempts)))
+                    .order_by(delivery_attempts.c.id)
+                )
+                for row in rows:
+                    attempts[row.notification_id].append(row._asdict())
+        return [(row, attempts[row.id]) for row in found]
 
     async def write_silences(self, rows: Sequence[SilenceRow], deleted: Iterable[str] = ()) -> None:
         await self._write(_write_silences, rows, list(deleted))
@@ -249,10 +328,17 @@ _BY_KEY = sa.select(notifications.c.id).where(
 )
 _NEW_NOTIFICATION = notifications.insert()
 _NEW_ATTEMPT = delivery_attempts.insert()
+_NEW_EVENT = alert_events.insert()
 _AFTER_ATTEMPT = notifications.update().where(notifications.c.id == sa.bindparam("row_id"))
 
 
-def _write_alerts(conn: sa.Connection, rows: Sequence[AlertRow], gone: list[str]) -> None:
+def _write_alerts(
+    conn: sa.Connection,
+    rows: Sequence[AlertRow],
+    gone: list[str],
+    events: Sequence[EventRow],
+    acks: Sequence[AckRow],
+) -> None:
     if rows:
         _upsert_many(
             conn,
@@ -269,7 +355,17 @@ def _write_alerts(conn: sa.Connection, rows: Sequence[AlertRow], gone: list[str]
             ],
         )
     for start in range(0, len(gone), 500):
-        conn.execute(alerts.delete().where(alerts.c.fingerprint.in_(gone[start : start + 500])))
+        chunk = gone[start : start + 500]
+        conn.execute(alerts.delete().where(alerts.c.fingerprint.in_(chunk)))
+        conn.execute(alert_acks.delete().where(alert_acks.c.fingerprint.in_(chunk)))
+    if events:
+        conn.execute(_NEW_EVENT, [{**event, "detail": _dumps(event["detail"])} for event in events])
+    kept = [ack for ack in acks if ack["acked_by"] is not None or ack["assignee"] is not None]
+    if kept:
+        conn.execute(_upsert(conn, alert_acks, ["fingerprint"]), kept)
+    dropped = [ack["fingerprint"] for ack in acks if ack not in kept]
+    if dropped:
+        conn.execute(alert_acks.delete().where(alert_acks.c.fingerprint.in_(dropped)))
 
 
 def _write_silences(conn: sa.Connection, rows: Sequence[SilenceRow], gone: list[str]) -> None:
@@ -324,8 +420,9 @@ def _enqueue(
                     "firing": _dumps(firing),
                     "resolved": _dumps(resolved),
                     "sent_at": sent_at,
+                    "acked": _dumps(acked),
                 }
-                for key, integration, firing, resolved, sent_at in nflog
+                for key, integration, firing, resolved, sent_at, acked in nflog
             ],
         )
     if superseded:

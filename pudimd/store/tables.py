@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "alert_acks",
+    "alert_events",
     "alerts",
     "delivery_attempts",
     "metadata",
@@ -96,6 +98,7 @@ notification_log = sa.Table(
     sa.Column("firing", sa.Text(), nullable=False, comment="JSON list of fingerprints"),
     sa.Column("resolved", sa.Text(), nullable=False, comment="JSON list of fingerprints"),
     sa.Column("sent_at", sa.Double(), nullable=False),
+    sa.Column("acked", sa.Text(), nullable=True, comment="JSON list of fingerprints"),
 )
 """What each integration was last told about each group (Alertmanager's nflog)."""
 
@@ -136,3 +139,32 @@ delivery_attempts = sa.Table(
     sa.Index("ix_delivery_attempts_notification_id", "notification_id"),
 )
 """One row per delivery attempt of a notification, with its outcome."""
+
+alert_acks = sa.Table(
+    "alert_acks",
+    metadata,
+    sa.Column("fingerprint", sa.String(16), primary_key=True),
+    sa.Column("acked_by", sa.Text(), nullable=True),
+    sa.Column("acked_at", sa.Double(), nullable=True),
+    sa.Column("ack_until", sa.Double(), nullable=True, comment="null: until resolved"),
+    sa.Column("assignee", sa.Text(), nullable=True, comment="user:NAME or team:NAME"),
+)
+"""Who acknowledged an alert (until when) and who it is assigned to."""
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    sa.Column("at", sa.Double(), nullable=False, comment="Unix seconds"),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("alertname", sa.Text(), nullable=False),
+    sa.Column("target", sa.Text(), nullable=False, comment="label target, else instance"),
+    sa.Column("actor", sa.Text(), nullable=True),
+    sa.Column("interface", sa.String(16), nullable=True, comment="api, cli, web, link"),
+    sa.Column("detail", sa.Text(), nullable=False, comment="JSON object"),
+    sa.Index("ix_alert_events_fingerprint_at", "fingerprint", "at"),
+    sa.Index("ix_alert_events_target_at", "target", "at"),
+    sa.Index("ix_alert_events_at", "at"),
+)
+"""Every alert's timeline: fired, resolved, acknowledged, assigned, commented..."""

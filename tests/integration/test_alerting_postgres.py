@@ -66,10 +66,41 @@ async def test_outbox_and_notification_log_round_trip(db: AlertingDB) -> None:
         return OutboxRow(0, key, "hook", "webhook/0", "{}:{}", {"alerts": []}, "pending",
                          now, now, 0)  # fmt: skip
 
-    first = await db.enqueue([row("k1"), row("k2")], [("{}:{}", "hook/webhook/0", ["a"], [], now)], [])
-    again = await db.enqueue([row("k1")], [("{}:{}", "hook/webhook/0", ["a", "b"], [], now)], [])
+    log1 = ("{}:{}", "hook/webhook/0", ["a"], [], now, [])
+    first = await db.enqueue([row("k1"), row("k2")], [log1], [])
+    log2 = ("{}:{}", "hook/webhook/0", ["a", "b"], [], now, ["a"])
+    again = await db.enqueue([row("k1")], [log2], [])
     assert again == first[:1]  # the same idempotency key is one row
     await db.finish([first[1]], "delivered", now, "ok")
     loaded = await db.load()
     assert [r.id for r in loaded.pending] == first[:1]
-    assert loaded.nflog == [("{}:{}", "hook/webhook/0", ["a", "b"], [], pytest.approx(now))]
+    assert loaded.nflog == [("{}:{}", "hook/webhook/0", ["a", "b"], [], pytest.approx(now), ["a"])]
+
+
+async def test_acks_and_the_timeline(db: AlertingDB) -> None:
+    now = time.time()
+    await db.write_alerts(
+        [alert_row("00000000000000aa", now + 300)],
+        events=[
+            {"fingerprint": "00000000000000aa", "at": now, "kind": "fired", "alertname": "Down",
+             "target": "db", "actor": None, "interface": None, "detail": {}},
+            {"fingerprint": "00000000000000aa", "at": now + 1, "kind": "acknowledged",
+             "alertname": "Down", "target": "db", "actor": "alice", "interface": "cli",
+             "detail": {"comment": "on it"}},
+        ],
+        acks=[{"fingerprint": "00000000000000aa", "acked_by": "alice", "acked_at": now,
+               "ack_until": None, "assignee": "team:dba"}],
+    )  # fmt: skip
+    loaded = await db.load()
+    assert loaded.acks == [
+        {"fingerprint": "00000000000000aa", "acked_by": "alice", "acked_at": pytest.approx(now),
+         "ack_until": None, "assignee": "team:dba"}
+    ]  # fmt: skip
+    timeline = await db.events(target="db", since=now - 1)
+    assert [(e["kind"], e["actor"], e["detail"]) for e in timeline] == [
+        ("fired", None, {}),
+        ("acknowledged", "alice", {"comment": "on it"}),
+    ]
+    # an ack row with nobody acknowledging and nobody assigned goes; so does a deleted alert's
+    await db.write_alerts([], deleted=["00000000000000aa"])
+    assert (await db.load()).acks == []

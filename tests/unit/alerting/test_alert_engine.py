@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import pytest
-from aiohttp import web
 from pudimd_plugins.notifiers.webhook import WebhookNotifier
 
 from pudimd.alerting.alert import PostableAlert, fingerprint
@@ -22,50 +21,11 @@ from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.silences import Silence
 from pudimd.store import Store
 from pudimd.store.alerting import AlertingDB
-from tests.helpers import free_port
+from tests.unit.alerting_fixtures import collector
 
 pytestmark = pytest.mark.anyio
 
 MODEL = build_alerting_model({"webhook": WebhookNotifier})
-
-
-class Collector:
-    """An HTTP receiver recording webhook payloads; ``status`` is what it answers."""
-
-    def __init__(self) -> None:
-        self.payloads: list[dict[str, Any]] = []
-        self.keys: list[str] = []
-        self.status = 200
-        self.port = free_port()
-        self.arrived = anyio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if self.status != 200:
-            return web.Response(status=self.status, text="down")
-        self.payloads.append(await request.json())
-        self.keys.append(request.headers["X-Pudimd-Idempotency-Key"])
-        self.arrived.set()
-        return web.Response(text="ok")
-
-    async def wait(self, count: int, within: float = 5.0) -> None:
-        with anyio.fail_after(within):
-            while len(self.payloads) < count:
-                self.arrived = anyio.Event()
-                await self.arrived.wait()
-
-
-@asynccontextmanager
-async def collector() -> AsyncIterator[Collector]:
-    c = Collector()
-    app = web.Application()
-    app.router.add_post("/hook", c.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", c.port).start()
-    try:
-        yield c
-    finally:
-        await runner.cleanup()
 
 
 def config(port: int, **route: Any) -> Any:
