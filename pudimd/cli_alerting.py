@@ -56,16 +56,28 @@ def _reason(text: str) -> str:
         return text.strip()
     if isinstance(answer, dict) and isinstance(answer.get("error"), str):
         return str(answer["error"])
+    if isinstance(answer, dict) and isinstance(answer.get("detail"), str):  # RFC 9457
+        return str(answer["detail"])
     return answer if isinstance(answer, str) else text.strip()
 
 
-def call(base: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """One API call; exits 1 with the daemon's reason when it refuses, and with a one-line
     error when it cannot be reached or does not answer JSON."""
     data = json.dumps(body).encode() if body is not None else None
     try:
         request = urllib.request.Request(
-            base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            base + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read().decode(errors="replace")
@@ -141,7 +153,8 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 @click.group()
 def alerts() -> None:
-    """List and post alerts (Alertmanager API v2 of the running daemon)."""
+    """List, post and act on alerts (acknowledge, assign, comment, resolve) in the running
+    daemon."""
 
 
 @alerts.command("list")
@@ -164,15 +177,17 @@ def alerts_list(
         return
     rows = [
         [
+            a["fingerprint"],
             a["labels"].get("alertname", ""),
             a["startsAt"][:19].replace("T", " "),
             a["status"]["state"],
+            a["status"].get("acknowledgedBy", ""),
             ",".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k != "alertname"),
             a["annotations"].get("summary", ""),
         ]
         for a in found
     ]
-    _table(rows, ["ALERTNAME", "STARTS AT", "STATE", "LABELS", "SUMMARY"])
+    _table(rows, ["FINGERPRINT", "ALERTNAME", "STARTS AT", "STATE", "ACK", "LABELS", "SUMMARY"])
 
 
 @alerts.command("add")

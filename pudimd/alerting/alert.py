@@ -103,8 +103,12 @@ class Alert:
         return self.ends_at <= now
 
     def acked(self, now: float) -> bool:
-        """Acknowledged, and the acknowledgement has not run out."""
-        return self.acked_by is not None and (self.ack_until is None or self.ack_until > now)
+        """Firing, acknowledged, and the acknowledgement has not run out."""
+        return (
+            self.acked_by is not None
+            and (self.ack_until is None or self.ack_until > now)
+            and self.ends_at > now
+        )
 
     def clear_ack(self) -> None:
         self.acked_by = self.acked_at = self.ack_until = None

@@ -28,7 +28,7 @@ from pudimd.alerting.inhibit import Inhibitor
 from pudimd.alerting.matchers import Matcher, matches_all
 from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.outbox import Outbox, OutboxSettings
-from pudimd.alerting.routing import Route, RouteConfig, build_routes
+from pudimd.alerting.routing import Route, RouteConfig, build_routes, format_labels
 from pudimd.alerting.silences import Silence, Silences
 from pudimd.alerting.workflow import Action, ActionError
 from pudimd.alerting.workflow import apply as apply_action
@@ -254,7 +254,7 @@ class Alerting:
                 alert = Alert.new(posted, now, self.resolve_timeout, fp)
                 self._alerts[fp] = alert
                 dispatcher.add(alert, now)
-                self._record(alert, "fired", alert.starts_at)
+                self._record(alert, "fired", alert.starts_at, detail={"labels": alert.labels})
             else:
                 ends_before = alert.ends_at
                 was_resolved = ends_before <= now
@@ -513,7 +513,15 @@ class Alerting:
             alert.clear_ack()
             alert.assignee = None
             self._dirty_acks[alert.fingerprint] = alert
-        self._record(alert, "fired", alert.starts_at)
+        self._record(alert, "fired", alert.starts_at, detail={"labels": alert.labels})
+
+    def group_keys(self, labels: dict[str, str]) -> list[str]:
+        """The keys of the groups an alert with ``labels`` belongs to (its notifications
+        carry them)."""
+        return [
+            f"{route.key}:{format_labels(route.group_labels(labels))}"
+            for route in self.dispatcher.routes_for(labels)
+        ]
 
     def _record(
         self,

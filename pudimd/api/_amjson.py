@@ -9,6 +9,7 @@ generated client refuses an answer that lacks one).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -221,8 +222,9 @@ def postable_alert(data: Any, where: str) -> PostableAlert:
 
 
 def gettable_alert(view: AlertView) -> dict[str, Any]:
-    """An alert as ``GET /api/v2/alerts`` shows it.  pudimd's extra ``status.blockedBy``
-    (the targets holding it back, ``depends_on``) appears only when there are some."""
+    """An alert as ``GET /api/v2/alerts`` shows it.  pudimd's extras appear only when
+    they say something: ``status.blockedBy`` (the targets holding it back, ``depends_on``),
+    ``status.acknowledgedBy`` and ``status.assignee``."""
     alert = view.alert
     status: dict[str, Any] = {
         "state": view.state,
@@ -232,6 +234,10 @@ def gettable_alert(view: AlertView) -> dict[str, Any]:
     }
     if view.blocked_by:
         status["blockedBy"] = list(view.blocked_by)
+    if alert.acked_by is not None and alert.acked(time.time()):
+        status["acknowledgedBy"] = alert.acked_by
+    if alert.assignee is not None:
+        status["assignee"] = alert.assignee
     shown: dict[str, Any] = {
         "annotations": dict(alert.annotations),
         "endsAt": api_time(alert.ends_at),

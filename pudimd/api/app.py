@@ -76,10 +76,12 @@ def make_app(daemon: Daemon) -> web.Application:
     from pudimd.api.alertmanager import alertmanager_routes
     from pudimd.api.amwebhook import webhook_routes
     from pudimd.api.notify import notify_routes
+    from pudimd.api.oncall import oncall_routes
 
     app.router.add_routes(alertmanager_routes(daemon))
     app.router.add_routes(webhook_routes(daemon))
     app.router.add_routes(notify_routes(daemon))
+    app.router.add_routes(oncall_routes(daemon))
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)
     app.on_cleanup.append(lambda _app: close_runner(probe))

@@ -47,6 +47,9 @@ CONFIG = """alerting:
             receiver: dba
       - matchers: ['severity=~"critical|warning"']
         receiver: chat
+      - matchers: ['alertname="CliOncall"']
+        receiver: hook
+        group_interval: 50ms
   receivers:
     - name: default
     - name: pager
@@ -164,6 +167,13 @@ COMMANDS = [
     ["alerts"],
     ["alerts", "list"],
     ["alerts", "add"],
+    ["alerts", "ack"],
+    ["alerts", "unack"],
+    ["alerts", "assign"],
+    ["alerts", "comment"],
+    ["alerts", "resolve"],
+    ["alerts", "snooze"],
+    ["alerts", "history"],
     ["silences"],
     ["silences", "add"],
     ["silences", "list"],
@@ -200,16 +210,20 @@ def test_alerts_add_then_list_shows_a_table(url: str) -> None:
     ) == ("alert CliTableDisk posted\n")
     ok("alerts", "add", "--url", url, "CliTableSlow", "severity=warning")
     rows = table(ok("alerts", "list", "--url", url, "alertname=~CliTable.*"))
-    assert [{k: v for k, v in row.items() if k != "STARTS AT"} for row in rows] == [
+    assert all(re.fullmatch("[0-9a-f]{16}", row["FINGERPRINT"]) for row in rows)
+    shown = [{k: v for k, v in row.items() if k not in ("STARTS AT", "FINGERPRINT")} for row in rows]
+    assert shown == [
         {
             "ALERTNAME": "CliTableDisk",
             "STATE": "active",
+            "ACK": "",
             "LABELS": "severity=critical,team=db",
             "SUMMARY": "disk full",
         },
         {
             "ALERTNAME": "CliTableSlow",
             "STATE": "active",
+            "ACK": "",
             "LABELS": "severity=warning",
             "SUMMARY": "",
         },
@@ -626,3 +640,58 @@ def test_notify_test_of_a_receiver_without_integrations_fails_at_once(url: str) 
         "pudimd: receiver 'default' has no integrations"
     )
     assert time.monotonic() - started < 10
+
+
+# -- on-call actions ----------------------------------------------------------------------
+
+
+def test_ack_snooze_comment_resolve_and_the_history(url: str, recorder: Recorder) -> None:
+    ok("alerts", "add", "--url", url, "CliOncall", "team=web", "--annotation=summary=5xx")
+    [row] = table(ok("alerts", "list", "--url", url, "alertname=CliOncall"))
+    fp = row["FINGERPRINT"]
+    assert ok("alerts", "ack", "--url", url, "--as", "alice", "--for", "1h", fp).startswith(
+        f"{fp} CliOncall: firing, acknowledged by alice until "
+    )
+    [row] = table(ok("alerts", "list", "--url", url, "alertname=CliOncall"))
+    assert row["ACK"] == "alice"
+    assert ok("alerts", "unack", "--url", url, "--as", "alice", fp) == f"{fp} CliOncall: firing\n"
+    # snooze needs an end; a bad fingerprint and an unknown one are clear errors
+    assert "snooze needs --for or --until" in usage_error(
+        pudimd("alerts", "snooze", "--url", url, fp)
+    )
+    assert "is not a fingerprint" in usage_error(pudimd("alerts", "ack", "--url", url, "nope"))
+    unknown = error_line(pudimd("alerts", "ack", "--url", url, "00000000000000ff"))
+    assert "no alert with fingerprint '00000000000000ff'" in unknown
+    assert "no users or teams are configured" in error_line(
+        pudimd("alerts", "assign", "--url", url, "--to", "user:alice", fp)
+    )
+    ok("alerts", "snooze", "--url", url, "--as", "bob", "--for", "30m", "--comment", "deploying", fp)
+    ok("alerts", "comment", "--url", url, "--as", "bob", fp, "rolled back")
+    assert ok("alerts", "resolve", "--url", url, "--as", "bob", fp) == f"{fp} CliOncall: resolved\n"
+    assert "is resolved" in error_line(pudimd("alerts", "ack", "--url", url, fp))
+    history = json.loads(ok("alerts", "history", "--url", url, "-o", "json", fp))
+    assert [(e["kind"], e["actor"], e["interface"]) for e in history["events"]] == [
+        ("fired", None, None),
+        ("acknowledged", "alice", "cli"),
+        ("unacknowledged", "alice", "cli"),
+        ("snoozed", "bob", "cli"),
+        ("commented", "bob", "cli"),
+        ("resolved", "bob", "cli"),
+    ]
+    # the default route sends CliOncall to hook, the recording webhook: fired, acknowledged,
+    # unacknowledged, snoozed (an acknowledgement too), resolved
+    sent = [n for n in history["notifications"] if n["receiver"] == "hook"]
+    assert [(n["status"], n["acknowledged"]) for n in sent] == [
+        ("firing", False),
+        ("firing", True),
+        ("firing", False),
+        ("firing", True),
+        ("resolved", False),
+    ]
+    assert all(n["state"] == "delivered" and n["attempts"] for n in sent)
+    rows = table(ok("alerts", "history", "--url", url, fp))
+    assert [r["EVENT"] for r in rows if not r["EVENT"].startswith(("notified", "attempt"))] == [
+        "fired", "acknowledged", "unacknowledged", "snoozed", "commented", "resolved"
+    ]  # fmt: skip
+    assert "comment=deploying" in next(r for r in rows if r["EVENT"] == "snoozed")["DETAIL"]
+

@@ -159,7 +159,7 @@ async def test_snooze_assign_comment_and_resolve_by_hand(migrated: Path, tmp_pat
         assert missing.value.status == 404
     got = await events(tmp_path)
     assert [(kind, detail) for kind, _, _, detail in got] == [
-        ("fired", {}),
+        ("fired", {"labels": LABELS}),
         ("assigned", {"assignee": "team:dba"}),
         ("assigned", {"assignee": "user:alice", "previous": "team:dba"}),
         ("snoozed", {"until": pytest.approx(time.time() + 3600, abs=60)}),

@@ -1,0 +1,291 @@
+"""The on-call side of ``/api/v1``: one alert, the actions an engineer takes on it, and its
+timeline.  Errors are RFC 9457 problem documents (:mod:`pudimd.api.problems`).
+
+=========================================  ===================================================
+``GET /api/v1/alerts/{fp}``                the alert: labels, state, acknowledgement, assignee
+``POST /api/v1/alerts/{fp}/ack``           acknowledge; body ``until`` (RFC 3339) or ``for``
+                                           (``2h``), ``comment``
+``POST /api/v1/alerts/{fp}/unack``         take the acknowledgement back
+``POST /api/v1/alerts/{fp}/assign``        ``assignee``: ``user:NAME`` or ``team:NAME``
+``POST /api/v1/alerts/{fp}/comment``       ``comment``
+``POST /api/v1/alerts/{fp}/resolve``       resolve by hand; ``comment``
+``POST /api/v1/alerts/{fp}/snooze``        acknowledge until ``until`` / for ``for``
+``GET /api/v1/alerts/{fp}/history``        timeline events and the notifications of its groups
+``GET /api/v1/history``                    events by ``target``, ``fingerprint``, ``since``,
+                                           ``until`` (RFC 3339), ``limit``
+=========================================  ===================================================
+
+Every action body is a JSON object and takes ``actor`` (who; until the API has
+authentication, the client says, as ``pudimd alerts ack`` does with the login name) and
+may take ``comment``.  The interface recorded is ``X-Pudimd-Interface`` (``cli``, ``web``,
+``link``), else ``api``.  An action answers the alert as ``GET`` shows it after the change.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from pudimd.alerting.notification import parse_time
+from pudimd.alerting.workflow import INTERFACES, Action, ActionError, ActionKind
+from pudimd.api._amjson import BadRequest, api_time, read_json
+from pudimd.api.problems import Problem, problem_response
+
+if TYPE_CHECKING:
+    from pudimd.alerting.engine import Alerting, AlertView
+    from pudimd.daemon import Daemon
+    from pudimd.store.alerting import EventRow, OutboxRow
+
+__all__ = ["oncall_routes"]
+
+ACTIONS: dict[str, ActionKind] = {
+    "ack": "acknowledge",
+    "unack": "unacknowledge",
+    "assign": "assign",
+    "comment": "comment",
+    "resolve": "resolve",
+    "snooze": "snooze",
+}
+_FIELDS = {"actor", "comment", "until", "for", "assignee"}
+MAX_EVENTS = 10_000
+
+
+def _problems(handler: Any) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except Problem as exc:
+            return problem_response(exc.status, exc.detail, errors=exc.errors)
+        except ActionError as exc:
+            errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+            return problem_response(exc.status, exc.message, errors=errors)
+        except BadRequest as exc:
+            return problem_response(400, str(exc))
+
+    return handle
+
+
+class _OncallAPI:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def _alerting(self) -> Alerting:
+        alerting: Alerting | None = self.daemon.alerting
+        if alerting is None:
+            raise Problem(503, "pudimd's alerting is not running")
+        return alerting
+
+    async def get_alert(self, request: web.Request) -> web.StreamResponse:
+        alerting = self._alerting()
+        fingerprint = request.match_info["fingerprint"]
+        alert = alerting.alert(fingerprint)
+        if alert is None:
+            raise Problem(404, f"no alert with fingerprint {fingerprint!r}")
+        return web.json_response(alert_json(alerting.status(alert, time.time())))
+
+    async def act(self, request: web.Request) -> web.StreamResponse:
+        alerting = self._alerting()
+        name = request.match_info["action"]
+        kind = ACTIONS.get(name)
+        if kind is None:
+            raise Problem(404, f"no action {name!r} (actions: {', '.join(ACTIONS)})")
+        body = await read_json(request) if request.can_read_body else {}
+        action = _action(kind, body, request)
+        view = await alerting.act(request.match_info["fingerprint"], action)
+        return web.json_response(alert_json(view))
+
+    async def history(self, request: web.Request) -> web.StreamResponse:
+        alerting = self._alerting()
+        fingerprint = request.match_info["fingerprint"]
+        events = await alerting.db.events(fingerprint=fingerprint, limit=MAX_EVENTS)
+        alert = alerting.alert(fingerprint)
+        if alert is None and not events:
+            raise Problem(404, f"no alert with fingerprint {fingerprint!r} in the history")
+        labels = alert.labels if alert is not None else _fired_labels(events)
+        since = min([e["at"] for e in events] + ([alert.starts_at] if alert else []))
+        found = await alerting.db.notifications_of_groups(
+            alerting.group_keys(labels) if labels else [], since - 1.0
+        )
+        return web.json_response(
+            {
+                "fingerprint": fingerprint,
+                "alert": alert_json(alerting.status(alert, time.time())) if alert else None,
+                "events": [event_json(e) for e in events],
+                "notifications": [
+                    notification_json(row, attempts)
+                    for row, attempts in found
+                    if _mentions(row, fingerprint)
+                ],
+            }
+        )
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        alerting = self._alerting()
+        query = request.query
+        unknown = sorted(set(query) - {"target", "fingerprint", "since", "until", "limit"})
+        if unknown:
+            raise Problem(400, f"unknown query parameter {unknown[0]!r}")
+        try:
+            limit = int(query.get("limit", "1000"))
+        except ValueError:
+            raise Problem(400, "limit must be a whole number") from None
+        if not 1 <= limit <= MAX_EVENTS:
+            raise Problem(400, f"limit must be between 1 and {MAX_EVENTS}")
+        events = await alerting.db.events(
+            fingerprint=query.get("fingerprint"),
+            target=query.get("target"),
+            since=_time_param(query, "since"),
+            until=_time_param(query, "until"),
+            limit=limit,
+        )
+        return web.json_response({"events": [event_json(e) for e in events]})
+
+
+def _action(kind: ActionKind, body: Any, request: web.Request) -> Action:
+    if not isinstance(body, dict):
+        raise Problem(400, "the body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise Problem(
+            400,
+            f"unknown field {unknown[0]!r}",
+            errors=[{"field": name, "message": "unknown field"} for name in unknown],
+        )
+    for name in ("actor", "comment", "until", "for", "assignee"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise Problem(400, f"{name} must be a string", errors=[_error(name, "not a string")])
+    interface = request.headers.get("X-Pudimd-Interface", "api")
+    if interface not in INTERFACES:
+        raise Problem(400, f"X-Pudimd-Interface must be one of {', '.join(INTERFACES)}")
+    return Action(
+        kind,
+        actor=body.get("actor") or "",
+        interface=interface,
+        until=_until(body),
+        assignee=body.get("assignee"),
+        comment=body.get("comment"),
+    )
+
+
+def _until(body: dict[str, Any]) -> float | None:
+    if body.get("until") and body.get("for"):
+        raise Problem(400, "give until or for, not both", errors=[_error("for", "with until")])
+    if body.get("for"):
+        from pudimd.durations import parse_duration
+
+        try:
+            return time.time() + parse_duration(body["for"]).total_seconds()
+        except ValueError as exc:
+            raise Problem(400, f"for: {exc}", errors=[_error("for", str(exc))]) from None
+    if body.get("until"):
+        try:
+            moment = parse_time(body["until"])
+        except ValueError as exc:
+            raise Problem(400, f"until: {exc}", errors=[_error("until", str(exc))]) from None
+        return None if moment is None else moment.timestamp()
+    return None
+
+
+def _time_param(query: Any, name: str) -> float | None:
+    text = query.get(name)
+    if not text:
+        return None
+    try:
+        moment = parse_time(text)
+    except ValueError as exc:
+        raise Problem(400, f"{name}: {exc}") from None
+    return None if moment is None else moment.timestamp()
+
+
+def _error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def _fired_labels(events: list[EventRow]) -> dict[str, str]:
+    for event in events:
+        labels = event["detail"].get("labels")
+        if event["kind"] == "fired" and isinstance(labels, dict):
+            return labels
+    return {}
+
+
+def _mentions(row: OutboxRow, fingerprint: str) -> bool:
+    return any(a.get("fingerprint") == fingerprint for a in row.payload.get("alerts", ()))
+
+
+# -- JSON shapes ------------------------------------------------------------------------
+
+
+def alert_json(view: AlertView) -> dict[str, Any]:
+    alert = view.alert
+    now = time.time()
+    ack = None
+    if alert.acked(now):
+        ack = {
+            "by": alert.acked_by,
+            "at": api_time(alert.acked_at or now),
+            "until": api_time(alert.ack_until) if alert.ack_until is not None else None,
+        }
+    return {
+        "fingerprint": alert.fingerprint,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": api_time(alert.starts_at),
+        "endsAt": api_time(alert.ends_at),
+        "firing": not alert.resolved(now),
+        "state": view.state,
+        "silencedBy": list(view.silenced_by),
+        "inhibitedBy": list(view.inhibited_by),
+        "mutedBy": list(view.muted_by),
+        "blockedBy": list(view.blocked_by),
+        "receivers": list(view.receivers),
+        "acknowledged": ack,
+        "assignee": alert.assignee,
+    }
+
+
+def event_json(event: EventRow) -> dict[str, Any]:
+    return {
+        "fingerprint": event["fingerprint"],
+        "at": api_time(event["at"]),
+        "kind": event["kind"],
+        "alertname": event["alertname"],
+        "target": event["target"],
+        "actor": event["actor"],
+        "interface": event["interface"],
+        "detail": event["detail"],
+    }
+
+
+def notification_json(row: OutboxRow, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "receiver": row.receiver,
+        "integration": row.integration,
+        "status": row.payload.get("status"),
+        "acknowledged": bool(row.payload.get("acknowledged")),
+        "createdAt": api_time(row.created_at),
+        "state": row.state,
+        "attempts": [
+            {
+                "at": api_time(a["ts"]),
+                "outcome": a["outcome"],
+                "seconds": round(a["duration"], 3),
+                "detail": a["detail"],
+            }
+            for a in attempts
+        ],
+    }
+
+
+def oncall_routes(daemon: Daemon) -> list[web.RouteDef]:
+    api = _OncallAPI(daemon)
+    return [
+        web.get("/api/v1/alerts/{fingerprint}", _problems(api.get_alert)),
+        web.get("/api/v1/alerts/{fingerprint}/history", _problems(api.history)),
+        web.post("/api/v1/alerts/{fingerprint}/{action}", _problems(api.act)),
+        web.get("/api/v1/history", _problems(api.search)),
+    ]

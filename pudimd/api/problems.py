@@ -1,0 +1,44 @@
+"""Errors of the ``/api/v1`` endpoints as RFC 9457 problem documents
+(``application/problem+json``): ``type``, ``title``, ``status``, ``detail`` and, for bad
+input, ``errors`` with the field path and the reason of each problem."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["CONTENT_TYPE", "Problem", "problem_response"]
+
+CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise from a handler to answer with a problem document."""
+
+    def __init__(
+        self, status: int, detail: str, *, errors: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+    def __repr__(self) -> str:
+        return f"Problem({self.status!r}, {self.detail!r}, errors={self.errors!r})"
+
+
+def problem_response(
+    status: int, detail: str, *, errors: list[dict[str, str]] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return web.Response(status=status, body=orjson.dumps(body), content_type=CONTENT_TYPE)

@@ -1,0 +1,223 @@
+"""``pudimd alerts ack|unack|assign|comment|resolve|snooze|history``: what an on-call
+engineer does to an alert, through the running daemon's ``/api/v1/alerts``.  Alerts are
+named by fingerprint (``pudimd alerts list`` shows them).  Every action is recorded with
+the login name (``--as`` to say otherwise) and the interface ``cli``."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pudimd.cli_alerting import _options, _output, _table, alerts, call, daemon_url
+
+__all__ = ["alerts"]
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+_HEADERS = {"X-Pudimd-Interface": "cli"}
+
+
+def _fingerprints(values: tuple[str, ...]) -> list[str]:
+    for value in values:
+        if not _FINGERPRINT.match(value):
+            raise click.BadParameter(
+                f"{value!r} is not a fingerprint (16 hex digits, as `pudimd alerts list` "
+                "shows them)",
+                param_hint="FINGERPRINT",
+            )
+    return list(values)
+
+
+def _act(
+    config_path: Path,
+    url: str | None,
+    action: str,
+    fingerprints: list[str],
+    body: dict[str, Any],
+    actor: str | None,
+) -> None:
+    base = daemon_url(config_path, url)
+    payload = {"actor": actor or getpass.getuser(), **{k: v for k, v in body.items() if v}}
+    for fp in fingerprints:
+        shown = call(base, "POST", f"/api/v1/alerts/{fp}/{action}", payload, headers=_HEADERS)
+        click.echo(f"{fp} {shown['labels'].get('alertname', '')}: {_summary(shown)}")
+
+
+def _summary(shown: dict[str, Any]) -> str:
+    parts = ["firing" if shown["firing"] else "resolved"]
+    ack = shown.get("acknowledged")
+    if ack:
+        until = f" until {ack['until'][:19].replace('T', ' ')}" if ack.get("until") else ""
+        parts.append(f"acknowledged by {ack['by']}{until}")
+    if shown.get("assignee"):
+        parts.append(f"assigned to {shown['assignee']}")
+    return ", ".join(parts)
+
+
+def _actor_option(fn: Any) -> Any:
+    return click.option(
+        "--as", "actor", metavar="NAME", help="Who does it (default: your login name)."
+    )(fn)
+
+
+def _until_options(fn: Any) -> Any:
+    fn = click.option("--until", help="Until this time (RFC 3339, 2026-12-02T18:00:00Z).")(fn)
+    return click.option("--for", "for_", metavar="DURATION", help="For this long (2h, 30m).")(fn)
+
+
+@alerts.command("ack")
+@_options
+@_actor_option
+@_until_options
+@click.option("--comment", help="Why, or what you are doing about it.")
+@click.argument("fingerprints", nargs=-1, required=True)
+def ack(
+    config_path: Path,
+    url: str | None,
+    actor: str | None,
+    for_: str | None,
+    until: str | None,
+    comment: str | None,
+    fingerprints: tuple[str, ...],
+) -> None:
+    """Acknowledge alerts: their receivers are told, repeats and escalation stop.  With
+    --for or --until the acknowledgement runs out and they are notified again."""
+    body = {"for": for_, "until": until, "comment": comment}
+    _act(config_path, url, "ack", _fingerprints(fingerprints), body, actor)
+
+
+@alerts.command("unack")
+@_options
+@_actor_option
+@click.option("--comment")
+@click.argument("fingerprints", nargs=-1, required=True)
+def unack(
+    config_path: Path,
+    url: str | None,
+    actor: str | None,
+    comment: str | None,
+    fingerprints: tuple[str, ...],
+) -> None:
+    """Take acknowledgements back."""
+    _act(config_path, url, "unack", _fingerprints(fingerprints), {"comment": comment}, actor)
+
+
+@alerts.command("snooze")
+@_options
+@_actor_option
+@_until_options
+@click.option("--comment")
+@click.argument("fingerprints", nargs=-1, required=True)
+def snooze(
+    config_path: Path,
+    url: str | None,
+    actor: str | None,
+    for_: str | None,
+    until: str | None,
+    comment: str | None,
+    fingerprints: tuple[str, ...],
+) -> None:
+    """Quiet alerts until a time (--for or --until, one is needed): they are notified
+    again then if they still fire."""
+    if not for_ and not until:
+        raise click.UsageError("snooze needs --for or --until")
+    body = {"for": for_, "until": until, "comment": comment}
+    _act(config_path, url, "snooze", _fingerprints(fingerprints), body, actor)
+
+
+@alerts.command("assign")
+@_options
+@_actor_option
+@click.option("--to", "assignee", required=True, metavar="user:NAME|team:NAME")
+@click.option("--comment")
+@click.argument("fingerprints", nargs=-1, required=True)
+def assign(
+    config_path: Path,
+    url: str | None,
+    actor: str | None,
+    assignee: str,
+    comment: str | None,
+    fingerprints: tuple[str, ...],
+) -> None:
+    """Assign alerts to a user or a team of the config's oncall section."""
+    body = {"assignee": assignee, "comment": comment}
+    _act(config_path, url, "assign", _fingerprints(fingerprints), body, actor)
+
+
+@alerts.command("comment")
+@_options
+@_actor_option
+@click.argument("fingerprint")
+@click.argument("text")
+def comment(
+    config_path: Path, url: str | None, actor: str | None, fingerprint: str, text: str
+) -> None:
+    """Add a comment to an alert's timeline."""
+    _act(config_path, url, "comment", _fingerprints((fingerprint,)), {"comment": text}, actor)
+
+
+@alerts.command("resolve")
+@_options
+@_actor_option
+@click.option("--comment")
+@click.argument("fingerprints", nargs=-1, required=True)
+def resolve(
+    config_path: Path,
+    url: str | None,
+    actor: str | None,
+    comment: str | None,
+    fingerprints: tuple[str, ...],
+) -> None:
+    """Resolve alerts by hand.  One whose source still reports it fires again as a new
+    episode: silence it to stop hearing about it."""
+    _act(config_path, url, "resolve", _fingerprints(fingerprints), {"comment": comment}, actor)
+
+
+@alerts.command("history")
+@_options
+@_output
+@click.argument("fingerprint")
+def history(config_path: Path, url: str | None, output: str, fingerprint: str) -> None:
+    """An alert's timeline: fired, acknowledged, assigned, commented, resolved..., and
+    the notifications of its groups with each delivery attempt."""
+    (fp,) = _fingerprints((fingerprint,))
+    found = call(daemon_url(config_path, url), "GET", f"/api/v1/alerts/{fp}/history")
+    if output == "json":
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows: list[tuple[str, list[str]]] = []
+    for event in found["events"]:
+        who = event["actor"] or ""
+        if event["interface"]:
+            who += f" ({event['interface']})"
+        rows.append((event["at"], [event["kind"], who, _detail(event["detail"])]))
+    for sent in found["notifications"]:
+        what = f"{sent['status']}{' (acknowledged)' if sent['acknowledged'] else ''}"
+        rows.append(
+            (sent["createdAt"], ["notified", f"{sent['receiver']}/{sent['integration']}",
+                                 f"{what}: {sent['state']}"])
+        )  # fmt: skip
+        for attempt in sent["attempts"]:
+            detail = f" {attempt['detail']}" if attempt["detail"] else ""
+            rows.append(
+                (attempt["at"], ["  attempt", f"{sent['receiver']}/{sent['integration']}",
+                                 f"{attempt['outcome']} in {attempt['seconds']}s{detail}"])
+            )  # fmt: skip
+    rows.sort(key=lambda row: row[0])
+    _table(
+        [[at[:23].replace("T", " "), *cells] for at, cells in rows],
+        ["AT", "EVENT", "BY", "DETAIL"],
+    )
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    parts = []
+    for key, value in detail.items():
+        if key == "labels":
+            continue
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
