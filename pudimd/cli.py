@@ -428,8 +428,10 @@ def config_probes(config_path: Path) -> None:
 
 def _add_alerting_commands() -> None:
     from pudimd.cli_alerting import alerts, notify, route, silences
+    from pudimd.cli_oncall import oncall  # and ack, assign... in the alerts group
+    from pudimd.cli_rules import rules
 
-    for command in (alerts, silences, notify, route):
+    for command in (alerts, silences, notify, route, rules, oncall):
         cli.add_command(command)
 
 

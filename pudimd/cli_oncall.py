@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import click
 
 from pudimd.cli_alerting import _options, _output, _table, alerts, call, daemon_url
 
-__all__ = ["alerts"]
+__all__ = ["alerts", "oncall"]
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 _HEADERS = {"X-Pudimd-Interface": "cli"}
@@ -221,3 +222,53 @@ def _detail(detail: dict[str, Any]) -> str:
             continue
         parts.append(f"{key}={value}")
     return " ".join(parts)
+
+
+# -- who is on call -----------------------------------------------------------------------
+
+
+@click.group()
+def oncall() -> None:
+    """Who is on call: now, at a time, and a schedule's shifts (the running daemon's
+    oncall section)."""
+
+
+@oncall.command("now")
+@_options
+@_output
+@click.option("--at", "at", metavar="TIME", help="At this time (RFC 3339) instead of now.")
+def oncall_now(config_path: Path, url: str | None, output: str, at: str | None) -> None:
+    """Who is on call in each schedule."""
+    query = f"?at={urllib.parse.quote(at)}" if at else ""
+    found = call(daemon_url(config_path, url), "GET", f"/api/v1/oncall{query}")
+    if output == "json":
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [[name, ", ".join(users) or "(nobody)"] for name, users in found["schedules"].items()]
+    _table(rows, ["SCHEDULE", "ON CALL"])
+
+
+@oncall.command("schedule")
+@_options
+@_output
+@click.option("--from", "start", metavar="TIME", help="From this time (RFC 3339; default now).")
+@click.option("--days", default=7.0, show_default=True, help="How many days to show.")
+@click.argument("name")
+def oncall_schedule(
+    config_path: Path, url: str | None, output: str, start: str | None, days: float, name: str
+) -> None:
+    """The shifts of schedule NAME, who holds each and from which layer (or override)."""
+    query = urllib.parse.urlencode({"days": str(days), **({"from": start} if start else {})})
+    found = call(
+        daemon_url(config_path, url),
+        "GET",
+        f"/api/v1/oncall/schedules/{urllib.parse.quote(name, safe='')}?{query}",
+    )
+    if output == "json":
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [
+        [s["start"][:16].replace("T", " "), s["end"][:16].replace("T", " "), s["user"], s["layer"]]
+        for s in found["shifts"]
+    ]
+    _table(rows, ["FROM (UTC)", "TO (UTC)", "USER", "LAYER"])

@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from pudimd.alerting.engine import Alerting
 from pudimd.alerting.metrics import AlertingMetrics
+from pudimd.alerting.oncall import OncallDirectory
 from pudimd.alerting.rules import RuleEngine
 from pudimd.api.app import make_app, serve
 from pudimd.config import ConfigBase, ConfigError, ConfigSchema, load_config, schema_for
@@ -157,6 +158,7 @@ class Daemon:
         self.store: Store | None = None
         self.alerting: Alerting | None = None
         self.rules: RuleEngine | None = None
+        self.oncall: OncallDirectory | None = None
         self.ready = False
         self.port: int | None = None
         self._stop = anyio.Event()
@@ -232,6 +234,7 @@ class Daemon:
                 on_plugin_error=self.host.record_error,
             )
             await self.alerting.start(config.alerting, self._alerting_text(config))
+            self._configure_oncall(config)
             self.rules = RuleEngine(
                 self._post_rule_alerts,
                 external_url=config.alerting.external_url,
@@ -246,6 +249,12 @@ class Daemon:
                     await self.close_notifiers(self.alerting.notifiers())
                     self.alerting.db.close()
                 await self.store.close()
+
+    def _configure_oncall(self, config: ConfigBase) -> None:
+        """Users, teams and schedules (``oncall``): who alerts can be assigned to."""
+        self.oncall = OncallDirectory(config.oncall)
+        if self.alerting is not None:
+            self.alerting.set_people(self.oncall.users, self.oncall.teams)
 
     async def _serve(self, config: ConfigBase) -> None:
         assert self.store is not None and self.scheduler is not None
@@ -376,6 +385,7 @@ class Daemon:
             retired_notifiers = self.alerting.configure(config.alerting, text)
             if retired_notifiers and self._tg is not None:
                 self._tg.start_soon(self.close_notifiers, retired_notifiers)
+            self._configure_oncall(config)
         if self.rules is not None:
             self.rules.set_external_url(config.alerting.external_url)
             self.rules.configure(config.alerting.rules, config.targets)

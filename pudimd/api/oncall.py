@@ -13,6 +13,9 @@ timeline.  Errors are RFC 9457 problem documents (:mod:`pudimd.api.problems`).
 ``GET /api/v1/alerts/{fp}/history``        timeline events and the notifications of its groups
 ``GET /api/v1/history``                    events by ``target``, ``fingerprint``, ``since``,
                                            ``until`` (RFC 3339), ``limit``
+``GET /api/v1/oncall``                     who is on call in each schedule, now or ``at``
+``GET /api/v1/oncall/schedules/{name}``    a schedule's shifts from ``from`` (default now)
+                                           for ``days`` (default 7, at most 366)
 =========================================  ===================================================
 
 Every action body is a JSON object and takes ``actor`` (who; until the API has
@@ -24,6 +27,7 @@ may take ``comment``.  The interface recorded is ``X-Pudimd-Interface`` (``cli``
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,6 +39,7 @@ from pudimd.api.problems import Problem, problem_response
 
 if TYPE_CHECKING:
     from pudimd.alerting.engine import Alerting, AlertView
+    from pudimd.alerting.oncall import OncallDirectory
     from pudimd.daemon import Daemon
     from pudimd.store.alerting import EventRow, OutboxRow
 
@@ -118,6 +123,55 @@ class _OncallAPI:
                     notification_json(row, attempts)
                     for row, attempts in found
                     if _mentions(row, fingerprint)
+                ],
+            }
+        )
+
+    def _directory(self) -> OncallDirectory:
+        directory: OncallDirectory | None = getattr(self.daemon, "oncall", None)
+        if directory is None:
+            raise Problem(503, "pudimd's on-call directory is not loaded")
+        return directory
+
+    async def on_call(self, request: web.Request) -> web.StreamResponse:
+        directory = self._directory()
+        at = _time_param(request.query, "at") or time.time()
+        moment = datetime.fromtimestamp(at, UTC)
+        return web.json_response(
+            {"at": api_time(at), "schedules": directory.who_is_on_call(moment)}
+        )
+
+    async def schedule(self, request: web.Request) -> web.StreamResponse:
+        directory = self._directory()
+        name = request.match_info["name"]
+        try:
+            schedule = directory.schedule(name)
+        except KeyError:
+            known = ", ".join(directory.schedules) or "none"
+            raise Problem(404, f"no schedule {name!r} (schedules: {known})") from None
+        start = _time_param(request.query, "from") or time.time()
+        try:
+            days = float(request.query.get("days", "7"))
+        except ValueError:
+            raise Problem(400, "days must be a number") from None
+        if not 0 < days <= 366:
+            raise Problem(400, "days must be more than 0 and at most 366")
+        begin = datetime.fromtimestamp(start, UTC)
+        handoff = schedule.next_handoff(begin)
+        return web.json_response(
+            {
+                "name": schedule.name,
+                "timeZone": schedule.time_zone,
+                "onCall": schedule.on_call(begin),
+                "nextHandoff": api_time(handoff.timestamp()) if handoff else None,
+                "shifts": [
+                    {
+                        "user": shift.user,
+                        "start": api_time(shift.start.timestamp()),
+                        "end": api_time(shift.end.timestamp()),
+                        "layer": shift.layer,
+                    }
+                    for shift in schedule.shifts(begin, begin + timedelta(days=days))
                 ],
             }
         )
@@ -288,4 +342,6 @@ def oncall_routes(daemon: Daemon) -> list[web.RouteDef]:
         web.get("/api/v1/alerts/{fingerprint}/history", _problems(api.history)),
         web.post("/api/v1/alerts/{fingerprint}/{action}", _problems(api.act)),
         web.get("/api/v1/history", _problems(api.search)),
+        web.get("/api/v1/oncall", _problems(api.on_call)),
+        web.get("/api/v1/oncall/schedules/{name}", _problems(api.schedule)),
     ]

@@ -228,6 +228,7 @@ def load_config_text(
 def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
     """What the models cannot check one by one: routes naming unknown receivers or time
     intervals, dependencies between targets."""
+    from pudimd.alerting.oncall import oncall_problems
     from pudimd.alerting.rules import check_dependencies, check_rules
 
     found: list[tuple[list[str | int], str]] = [
@@ -237,6 +238,9 @@ def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
         found.append((["alerting", "rules", index], message))
     for index, message in check_dependencies(config.targets):
         found.append((["targets", index, "depends_on"], message))
+    receivers = [receiver.name for receiver in config.alerting.receivers]
+    for path, message in oncall_problems(config.oncall, receivers):
+        found.append((["oncall", *path], message))
     return found
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from pudimd.alerting.config import AlertingBase, build_alerting_model
+from pudimd.alerting.oncall import OncallConfig
 from pudimd.conditions import Condition
 from pudimd.durations import PositiveDuration
 from pudimd.settings import PluginSettings, SecretFile, StrictModel
@@ -262,6 +263,11 @@ class ConfigBase(StrictModel):
         default_factory=AlertingBase,
         description="Alert rules, routing, receivers, silences and notification delivery, "
         "in Alertmanager's syntax where the concept is the same",
+    )
+    oncall: OncallConfig = Field(
+        default_factory=OncallConfig,
+        description="Who is on call: users, teams and their rotation schedules; alerts are "
+        "assigned to users and teams",
     )
     alertmanager_config_file: Path | None = Field(
         None,

@@ -12,17 +12,27 @@ import pytest
 
 from tests.helpers import PUDIMD, free_port
 
-COMMANDS = [
-    [],
-    ["run"],
-    ["check-config"],
-    ["plugins"],
-    ["probe"],
-    ["reload"],
-    ["version"],
-    ["config"],
-    ["config", "schema"],
-]
+
+def _commands() -> list[list[str]]:
+    """Every command and subcommand of ``pudimd``, from the click tree itself, so a new
+    command cannot ship without ``--help``."""
+    import click
+
+    from pudimd.cli import cli
+
+    found: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        found.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in sorted(command.commands.items()):
+                walk(sub, [*path, name])
+
+    walk(cli, [])
+    return found
+
+
+COMMANDS = _commands()
 
 
 def pudimd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
