@@ -254,7 +254,7 @@ class Daemon:
         """Users, teams and schedules (``oncall``): who alerts can be assigned to."""
         self.oncall = OncallDirectory(config.oncall)
         if self.alerting is not None:
-            self.alerting.set_people(self.oncall.users, self.oncall.teams)
+            self.alerting.set_oncall(self.oncall)
 
     async def _serve(self, config: ConfigBase) -> None:
         assert self.store is not None and self.scheduler is not None

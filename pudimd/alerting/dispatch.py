@@ -70,6 +70,8 @@ Muted = Callable[["Alert", float], bool]
 TimeMuted = Callable[[Route, float], tuple[bool, float | None]]
 """Whether a route is muted by its time intervals now, and when that next changes."""
 Enqueue = Callable[[list[Notification], list["NflogRow"]], Any]
+OnFlush = Callable[[Group, list["Alert"], bool, float], None]
+"""After a group flushed: its firing (unmuted) alerts, whether all are acknowledged."""
 
 
 class Dispatcher:
@@ -85,6 +87,7 @@ class Dispatcher:
         enqueue: Enqueue,
         clock: Callable[[], float],
         external_url: str = "",
+        on_flush: OnFlush | None = None,
     ) -> None:
         self.root = root
         self.integrations = integrations
@@ -93,7 +96,9 @@ class Dispatcher:
         self.enqueue = enqueue
         self.clock = clock
         self.external_url = external_url
+        self.on_flush = on_flush
         self.groups: dict[tuple[int, str], Group] = {}
+        self.by_key: dict[str, Group] = {}
         self.nflog: dict[tuple[str, str], _Told] = {}
         self._member_of: dict[str, list[Group]] = {}
         self._heap: list[tuple[float, int, Group]] = []
@@ -106,6 +111,7 @@ class Dispatcher:
         self.root = root
         self.external_url = external_url
         self.groups.clear()
+        self.by_key.clear()
         self._member_of.clear()
         self._heap.clear()
         self._wake.set()
@@ -136,6 +142,7 @@ class Dispatcher:
                 if group is None:
                     group = Group(route, key, labels, created_at=now)
                     self.groups[(route.index, key)] = group
+                    self.by_key[key] = group
                 group.alerts[alert.fingerprint] = alert
                 groups.append(group)
             self._member_of[alert.fingerprint] = groups
@@ -180,6 +187,7 @@ class Dispatcher:
             group.alerts.pop(fingerprint, None)
             if not group.alerts:
                 self.groups.pop((group.route.index, group.key), None)
+                self.by_key.pop(group.key, None)
 
     # -- running ------------------------------------------------------------------------
 
@@ -236,7 +244,7 @@ class Dispatcher:
             if shown:
                 acknowledged = bool(firing_set) and acked_set == firing_set
                 notifications.append(
-                    self._notification(group, integration, shown, now, acknowledged)
+                    self.notification(group, integration, shown, now, acknowledged)
                 )
             nflog.append(
                 (
@@ -267,8 +275,11 @@ class Dispatcher:
                     members.remove(group)
                     if not members:
                         del self._member_of[alert.fingerprint]
+        if self.on_flush is not None:
+            self.on_flush(group, firing, bool(firing_set) and acked_set == firing_set, now)
         if not group.alerts:
             self.groups.pop((group.route.index, group.key), None)
+            self.by_key.pop(group.key, None)
             for integration in self.integrations(group.receiver):
                 self.nflog.pop((group.key, f"{integration.receiver}/{integration.id}"), None)
             return
@@ -305,7 +316,7 @@ class Dispatcher:
             return False
         return sent_at <= now - group.route.repeat_interval
 
-    def _notification(
+    def notification(
         self,
         group: Group,
         integration: Integration,

@@ -23,7 +23,8 @@ import anyio.lowlevel
 import structlog
 
 from pudimd.alerting.alert import Alert, PostableAlert, fingerprint
-from pudimd.alerting.dispatch import Dispatcher, Integration
+from pudimd.alerting.dispatch import Dispatcher, Group, Integration
+from pudimd.alerting.escalation import Escalation, EscalationTarget, Escalator, escalation_id
 from pudimd.alerting.inhibit import Inhibitor
 from pudimd.alerting.matchers import Matcher, matches_all
 from pudimd.alerting.metrics import AlertingMetrics
@@ -35,6 +36,7 @@ from pudimd.alerting.workflow import apply as apply_action
 
 if TYPE_CHECKING:
     from pudimd.alerting.config import AlertingBase
+    from pudimd.alerting.oncall import OncallDirectory
     from pudimd.alerting.timeintervals import NamedTimeInterval
     from pudimd.contracts import Notifier
     from pudimd.store.alerting import AlertingDB
@@ -106,6 +108,7 @@ class Alerting:
             time_muted=self._time_muted,
             enqueue=self._enqueue,
             clock=clock,
+            on_flush=self._on_flush,
         )
         self.outbox = Outbox(
             db, self._lookup, metrics, clock=clock, on_plugin_error=on_plugin_error
@@ -117,6 +120,13 @@ class Alerting:
         self._events: list[dict[str, Any]] = []
         self._ack_expiry: list[tuple[float, str]] = []
         self._people: set[str] | None = None
+        self._directory: OncallDirectory | None = None
+        self.escalator = Escalator(
+            self._escalate,
+            db.write_escalations,
+            clock=clock,
+            on_fire=lambda _e, late: metrics.escalation_lateness.observe(max(late, 0.0)),
+        )
         self._batch = anyio.Event()
         self._batch_failed: BaseException | None = None
         self._wake_writer = anyio.Event()
@@ -156,6 +166,7 @@ class Alerting:
             if acked.ack_until is not None:
                 heapq.heappush(self._ack_expiry, (acked.ack_until, acked.fingerprint))
         self.dispatcher.load_nflog(loaded.nflog)
+        self.escalator.load(loaded.escalations)
         self.outbox.resume(loaded.pending)
         retired = self.configure(config, config_text)
         log.info(
@@ -232,6 +243,7 @@ class Alerting:
             tg.start_soon(self.dispatcher.run)
             tg.start_soon(self.outbox.run)
             tg.start_soon(self._housekeeping)
+            tg.start_soon(self.escalator.run)
             task_status.started()
 
     # -- posting ------------------------------------------------------------------------
@@ -463,6 +475,13 @@ class Alerting:
 
     # -- on-call actions -----------------------------------------------------------------
 
+    def set_oncall(self, directory: OncallDirectory) -> None:
+        """The ``oncall`` section: who alerts can be assigned to, escalation policies and
+        whom their targets reach (at start and on every reload)."""
+        self._directory = directory
+        self.set_people(directory.users, directory.teams)
+        self.escalator.configure(directory.config.escalation_policies)
+
     def set_people(self, users: Iterable[str], teams: Iterable[str]) -> None:
         """Who alerts can be assigned to (``oncall.users`` and ``oncall.teams``)."""
         self._people = {f"user:{name}" for name in users} | {f"team:{name}" for name in teams}
@@ -514,6 +533,78 @@ class Alerting:
             alert.assignee = None
             self._dirty_acks[alert.fingerprint] = alert
         self._record(alert, "fired", alert.starts_at, detail={"labels": alert.labels})
+
+    # -- escalation ---------------------------------------------------------------------
+
+    def _on_flush(self, group: Group, firing: list[Alert], all_acked: bool, now: float) -> None:
+        policy = group.route.escalation_policy
+        if policy is None and escalation_id(group.key) not in self.escalator.active:
+            return
+        self.escalator.update(group.key, policy, bool(firing) and not all_acked, now)
+
+    async def _escalate(
+        self, escalation: Escalation, level: int, targets: Sequence[EscalationTarget], now: float
+    ) -> list[str]:
+        """Notify one level of ``escalation``: the group's firing alerts to every integration
+        of the receivers its targets reach."""
+        group = self.dispatcher.by_key.get(escalation.group_key)
+        firing = [
+            a
+            for a in (group.alerts.values() if group is not None else ())
+            if not a.resolved(now) and not self._muted(a, now)
+        ]
+        if group is None or not firing or all(a.acked(now) for a in firing):
+            self.escalator.stop(escalation.id)
+            return []
+        receivers = self._receivers_of(targets, now)
+        notifications = [
+            self.dispatcher.notification(group, integration, firing, now)
+            for receiver in receivers
+            for integration in self._integrations(receiver)
+        ]
+        if notifications:
+            await self.outbox.enqueue(notifications, [])
+        self.metrics.escalation_levels.labels(escalation.policy).inc()
+        detail = {
+            "policy": escalation.policy,
+            "level": level + 1,
+            "cycle": escalation.cycle,
+            "targets": [str(t) for t in targets],
+            "receivers": receivers,
+        }
+        for alert in firing:
+            self._record(alert, "escalated", now, detail=detail)
+        self._wake_writer.set()
+        return receivers
+
+    def _receivers_of(self, targets: Sequence[EscalationTarget], now: float) -> list[str]:
+        found: list[str] = []
+        directory = self._directory
+        for target in targets:
+            names: list[str | None]
+            if target.receiver is not None:
+                names = [target.receiver]
+            elif directory is None:
+                names = []
+            else:
+                try:
+                    moment = datetime.fromtimestamp(now, UTC)
+                    users = directory.users_of(target.model_dump(exclude_none=True), moment)
+                except (KeyError, ValueError) as exc:
+                    log.warning("escalation target unknown", target=str(target), error=str(exc))
+                    continue
+                names = [user.receiver for user in users]
+                if not users:
+                    log.warning("escalation target reaches nobody", target=str(target))
+            for name in names:
+                if name is None:
+                    log.warning("a user the escalation reaches has no receiver", target=str(target))
+                elif name not in found:
+                    found.append(name)
+        return found
+
+    def escalations(self) -> list[Escalation]:
+        return list(self.escalator.active.values())
 
     def group_keys(self, labels: dict[str, str]) -> list[str]:
         """The keys of the groups an alert with ``labels`` belongs to (its notifications
@@ -741,6 +832,7 @@ class Alerting:
             "silences": states,
             "queue_depth": self.outbox.depth,
             "oldest_pending_age": self.outbox.oldest_age(),
+            "escalations": len(self.escalator.active),
         }
 
     def alert_count(self) -> int:

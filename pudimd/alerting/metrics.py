@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,6 +39,11 @@ class _Gauges(Collector):
         for name, count in sorted(state.get("silences", {}).items()):
             silences.add_metric([name], count)
         yield silences
+        escalations = GaugeMetricFamily(
+            "pudimd_escalations_active", "Escalations in progress (not acknowledged yet)"
+        )
+        escalations.add_metric([], state.get("escalations", 0))
+        yield escalations
 
 
 class AlertingMetrics:
@@ -73,6 +78,18 @@ class AlertingMetrics:
             "pudimd_notification_template_errors",
             "Receiver templates that failed and fell back to the notifier's default",
             ["receiver", "integration"],
+            registry=r,
+        )
+        self.escalation_levels = Counter(
+            "pudimd_escalation_levels",
+            "Escalation levels notified",
+            ["policy"],
+            registry=r,
+        )
+        self.escalation_lateness = Histogram(
+            "pudimd_escalation_lateness_seconds",
+            "How late an escalation level fired after its due time",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0),
             registry=r,
         )
         self._gauges: _Gauges | None = None

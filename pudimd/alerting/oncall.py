@@ -70,6 +70,7 @@ from pydantic import (
     model_validator,
 )
 
+from pudimd.alerting.escalation import EscalationPolicy
 from pudimd.alerting.timeintervals import DEFAULT_HORIZON, TimeInterval, next_change
 from pudimd.durations import Duration, format_duration
 from pudimd.settings import StrictModel
@@ -617,6 +618,11 @@ class OncallConfig(StrictModel):
     teams: list[OncallTeam] = Field(default_factory=list, description="Named groups of users")
     schedules: list[Schedule] = Field(
         default_factory=list, description="Rotations: who is on call when"
+    )
+    escalation_policies: list[EscalationPolicy] = Field(
+        default_factory=list,
+        description="Who is paged, in what order, until alerts are acknowledged; a route "
+        "names one with escalation_policy",
     )
 
     @model_validator(mode="wrap")

@@ -58,6 +58,11 @@ class RouteConfig(StrictModel):
     active_time_intervals: list[str] = Field(
         default_factory=list, description="Named time intervals outside which it sends nothing"
     )
+    escalation_policy: str | None = Field(
+        None,
+        description="pudimd: an escalation policy (oncall.escalation_policies) that pages "
+        "further until the group's alerts are acknowledged or resolved; inherited",
+    )
     routes: list[RouteConfig] = Field(default_factory=list, description="Child routes")
 
     @model_validator(mode="after")
@@ -87,6 +92,7 @@ class Route:
     active_time_intervals: tuple[str, ...]
     children: list[Route] = field(default_factory=list)
     index: int = 0
+    escalation_policy: str | None = None
     """Position in a depth-first walk (a stable id within one config)."""
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:
@@ -128,7 +134,13 @@ def build_routes(config: RouteConfig) -> Route:
 
     def build(node: RouteConfig, parent: Route | None, inherited: dict[str, Any]) -> Route:
         values = dict(inherited)
-        for name in ("receiver", "group_wait", "group_interval", "repeat_interval"):
+        for name in (
+            "receiver",
+            "group_wait",
+            "group_interval",
+            "repeat_interval",
+            "escalation_policy",
+        ):
             value = getattr(node, name)
             if value is not None:
                 values[name] = value
@@ -152,6 +164,7 @@ def build_routes(config: RouteConfig) -> Route:
             active_time_intervals=tuple(node.active_time_intervals)
             or (inherited["active"] if parent is not None else ()),
             index=counter[0],
+            escalation_policy=values["escalation_policy"],
         )
         counter[0] += 1
         values["mute"] = route.mute_time_intervals
@@ -169,6 +182,7 @@ def build_routes(config: RouteConfig) -> Route:
             "group_wait": DEFAULT_GROUP_WAIT,
             "group_interval": DEFAULT_GROUP_INTERVAL,
             "repeat_interval": DEFAULT_REPEAT_INTERVAL,
+            "escalation_policy": None,
             "mute": (),
             "active": (),
         },

@@ -13,6 +13,9 @@ timeline.  Errors are RFC 9457 problem documents (:mod:`pudimd.api.problems`).
 ``GET /api/v1/alerts/{fp}/history``        timeline events and the notifications of its groups
 ``GET /api/v1/history``                    events by ``target``, ``fingerprint``, ``since``,
                                            ``until`` (RFC 3339), ``limit``
+``GET /api/v1/escalations``                escalations in progress: group, policy, next level, due
+``POST /api/v1/escalations/{id}/escalate`` notify the next level now
+``POST /api/v1/escalations/{id}/stop``     stop it (the alerts stay as they are)
 ``GET /api/v1/oncall``                     who is on call in each schedule, now or ``at``
 ``GET /api/v1/oncall/schedules/{name}``    a schedule's shifts from ``from`` (default now)
                                            for ``days`` (default 7, at most 366)
@@ -30,6 +33,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aiohttp import web
 
 from pudimd.alerting.notification import parse_time
@@ -39,11 +43,14 @@ from pudimd.api.problems import Problem, problem_response
 
 if TYPE_CHECKING:
     from pudimd.alerting.engine import Alerting, AlertView
+    from pudimd.alerting.escalation import Escalation
     from pudimd.alerting.oncall import OncallDirectory
     from pudimd.daemon import Daemon
     from pudimd.store.alerting import EventRow, OutboxRow
 
 __all__ = ["oncall_routes"]
+
+log = structlog.get_logger("pudimd.api")
 
 ACTIONS: dict[str, ActionKind] = {
     "ack": "acknowledge",
@@ -126,6 +133,28 @@ class _OncallAPI:
                 ],
             }
         )
+
+    async def escalations(self, request: web.Request) -> web.StreamResponse:
+        alerting = self._alerting()
+        return web.json_response(
+            {"escalations": [escalation_json(e) for e in alerting.escalations()]}
+        )
+
+    async def escalation_action(self, request: web.Request) -> web.StreamResponse:
+        alerting = self._alerting()
+        eid, action = request.match_info["id"], request.match_info["action"]
+        if eid not in alerting.escalator.active:
+            raise Problem(404, f"no escalation {eid!r} in progress")
+        if action == "escalate":
+            escalation = alerting.escalator.escalate_now(eid)
+        elif action == "stop":
+            stopped = alerting.escalator.stop(eid)
+            assert stopped is not None
+            escalation = stopped
+        else:
+            raise Problem(404, f"no action {action!r} (escalate, stop)")
+        log.info("escalation " + action, escalation=eid, interface=_interface(request))
+        return web.json_response(escalation_json(escalation))
 
     def _directory(self) -> OncallDirectory:
         directory: OncallDirectory | None = getattr(self.daemon, "oncall", None)
@@ -224,6 +253,11 @@ def _action(kind: ActionKind, body: Any, request: web.Request) -> Action:
     )
 
 
+def _interface(request: web.Request) -> str:
+    interface = request.headers.get("X-Pudimd-Interface", "api")
+    return interface if interface in INTERFACES else "api"
+
+
 def _until(body: dict[str, Any]) -> float | None:
     if body.get("until") and body.get("for"):
         raise Problem(400, "give until or for, not both", errors=[_error("for", "with until")])
@@ -301,6 +335,18 @@ def alert_json(view: AlertView) -> dict[str, Any]:
     }
 
 
+def escalation_json(escalation: Escalation) -> dict[str, Any]:
+    return {
+        "id": escalation.id,
+        "group": escalation.group_key,
+        "policy": escalation.policy,
+        "startedAt": api_time(escalation.started_at),
+        "nextLevel": escalation.level + 1,
+        "cycle": escalation.cycle,
+        "nextAt": api_time(escalation.next_at) if escalation.next_at is not None else None,
+    }
+
+
 def event_json(event: EventRow) -> dict[str, Any]:
     return {
         "fingerprint": event["fingerprint"],
@@ -342,6 +388,8 @@ def oncall_routes(daemon: Daemon) -> list[web.RouteDef]:
         web.get("/api/v1/alerts/{fingerprint}/history", _problems(api.history)),
         web.post("/api/v1/alerts/{fingerprint}/{action}", _problems(api.act)),
         web.get("/api/v1/history", _problems(api.search)),
+        web.get("/api/v1/escalations", _problems(api.escalations)),
+        web.post("/api/v1/escalations/{id}/{action}", _problems(api.escalation_action)),
         web.get("/api/v1/oncall", _problems(api.on_call)),
         web.get("/api/v1/oncall/schedules/{name}", _problems(api.schedule)),
     ]

@@ -228,6 +228,7 @@ def load_config_text(
 def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
     """What the models cannot check one by one: routes naming unknown receivers or time
     intervals, dependencies between targets."""
+    from pudimd.alerting.escalation import escalation_problems
     from pudimd.alerting.oncall import oncall_problems
     from pudimd.alerting.rules import check_dependencies, check_rules
 
@@ -241,6 +242,17 @@ def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
     receivers = [receiver.name for receiver in config.alerting.receivers]
     for path, message in oncall_problems(config.oncall, receivers):
         found.append((["oncall", *path], message))
+    policies = _route_policies(config.alerting.route) if config.alerting.route else []
+    found.extend(escalation_problems(config.oncall, receivers, policies))
+    return found
+
+
+def _route_policies(route: Any, path: list[Any] | None = None) -> list[tuple[list[Any], str]]:
+    """(path under ``alerting.route``, policy) of every route naming an escalation policy."""
+    path = path or []
+    found = [(path, route.escalation_policy)] if route.escalation_policy else []
+    for index, child in enumerate(route.routes):
+        found.extend(_route_policies(child, [*path, "routes", index]))
     return found
 
 

@@ -23,6 +23,7 @@ from pudimd.store.tables import (
     alert_events,
     alerts,
     delivery_attempts,
+    escalations,
     notification_log,
     notifications,
     silences,
@@ -78,6 +79,7 @@ class Loaded:
     nflog: list[NflogRow]
     pending: list[OutboxRow]
     acks: list[AckRow]
+    escalations: list[dict[str, Any]]
 
 
 def _dumps(value: Any) -> str:
@@ -206,7 +208,8 @@ class AlertingDB:
                 )
             ]
             acks = [row._asdict() for row in await conn.execute(sa.select(alert_acks))]
-        return Loaded(alert_rows, silence_rows, nflog, pending, acks)
+            running = [row._asdict() for row in await conn.execute(sa.select(escalations))]
+        return Loaded(alert_rows, silence_rows, nflog, pending, acks, running)
 
     async def write_alerts(
         self,
@@ -220,6 +223,12 @@ class AlertingDB:
         acknowledgements), append ``events`` to the timeline, upsert ``acks`` (a row
         whose ``acked_by`` and ``assignee`` are both None is deleted)."""
         await self._write(_write_alerts, rows, list(deleted), events, acks)
+
+    async def write_escalations(
+        self, rows: Sequence[dict[str, Any]], deleted: Sequence[str] = ()
+    ) -> None:
+        """Upsert escalations ``rows`` and delete those with ids ``deleted``."""
+        await self._write(_write_escalations, rows, list(deleted))
 
     async def events(
         self,
@@ -366,6 +375,15 @@ def _write_alerts(
     dropped = [ack["fingerprint"] for ack in acks if ack not in kept]
     if dropped:
         conn.execute(alert_acks.delete().where(alert_acks.c.fingerprint.in_(dropped)))
+
+
+def _write_escalations(
+    conn: sa.Connection, rows: Sequence[dict[str, Any]], gone: list[str]
+) -> None:
+    if rows:
+        conn.execute(_upsert(conn, escalations, ["id"]), list(rows))
+    if gone:
+        conn.execute(escalations.delete().where(escalations.c.id.in_(gone)))
 
 
 def _write_silences(conn: sa.Connection, rows: Sequence[SilenceRow], gone: list[str]) -> None:

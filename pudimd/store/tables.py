@@ -13,6 +13,7 @@ __all__ = [
     "alert_events",
     "alerts",
     "delivery_attempts",
+    "escalations",
     "metadata",
     "notification_log",
     "notifications",
@@ -168,3 +169,16 @@ alert_events = sa.Table(
     sa.Index("ix_alert_events_at", "at"),
 )
 """Every alert's timeline: fired, resolved, acknowledged, assigned, commented..."""
+
+escalations = sa.Table(
+    "escalations",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True, comment="hash of the group key"),
+    sa.Column("group_key", sa.Text(), nullable=False),
+    sa.Column("policy", sa.Text(), nullable=False),
+    sa.Column("started_at", sa.Double(), nullable=False),
+    sa.Column("level", sa.Integer(), nullable=False, comment="next level, 0-based"),
+    sa.Column("cycle", sa.Integer(), nullable=False),
+    sa.Column("next_at", sa.Double(), nullable=True, comment="null: every level done"),
+)
+"""Escalations in progress: each group's next level and when it is due."""

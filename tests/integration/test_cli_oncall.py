@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 CONFIG = """\
 alerting:
-  route: {receiver: default, group_by: [alertname]}
+  route: {receiver: default, group_by: [alertname], escalation_policy: page}
   receivers: [{name: default}, {name: alice-pager}]
 oncall:
   users:
@@ -36,6 +36,11 @@ oncall:
           users: [alice, bob]
       overrides:
         - {user: carol, start: "2026-12-24T00:00", end: "2026-12-26T00:00"}
+  escalation_policies:
+    - name: page
+      levels:
+        - {targets: [{schedule: primary}], delay: 15m}
+        - {targets: [{team: dba}, {receiver: default}]}
 """
 
 
@@ -124,6 +129,10 @@ def test_alerts_are_assigned_to_configured_users_and_teams(daemon: DaemonProcess
          "oncall.teams[0].members[1]: unknown user 'bobby' (not in oncall.users): did you mean 'bob'?"),
         (("receiver: alice-pager", "receiver: nowhere"), "nowhere"),
         (("rotation: 1w", "rotation: 10m"), "rotation"),
+        (("escalation_policy: page", "escalation_policy: pgae"),
+         "alerting.route.escalation_policy: unknown escalation policy 'pgae'"),
+        (("{team: dba}", "{team: dbb}"),
+         "oncall.escalation_policies[0].levels[1].targets[0].team: unknown team 'dbb'"),
     ],
 )  # fmt: skip
 def test_check_config_locates_bad_oncall_sections(
