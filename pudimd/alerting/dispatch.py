@@ -196,19 +196,26 @@ class Dispatcher:
         while True:
             self._wake = anyio.Event()
             now = self.clock()
-            while self._heap and self._heap[0][0] <= now:
-                due, _, group = heapq.heappop(self._heap)
-                if group.due != due:
-                    continue  # rescheduled earlier, or flushed
-                group.due = None
-                try:
-                    await self.flush(group, now)
-                except Exception:
-                    log.exception("flushing a group failed; retrying", group=group.key)
-                    self._schedule(group, now + 5.0)
-            wait = self._heap[0][0] - now if self._heap else 3600.0
+            following = await self.flush_due(now)
+            wait = following - now if following is not None else 3600.0
             with anyio.move_on_after(max(wait, 0.0)):
                 await self._wake.wait()
+
+    async def flush_due(self, now: float) -> float | None:
+        """Flush every group due at ``now``; returns when the next one is due (None: no
+        group is).  :meth:`run` calls it as time passes; a simulation on a virtual clock
+        calls it itself."""
+        while self._heap and self._heap[0][0] <= now:
+            due, _, group = heapq.heappop(self._heap)
+            if group.due != due:
+                continue  # rescheduled earlier, or flushed
+            group.due = None
+            try:
+                await self.flush(group, now)
+            except Exception:
+                log.exception("flushing a group failed; retrying", group=group.key)
+                self._schedule(group, now + 5.0)
+        return self._heap[0][0] if self._heap else None
 
     async def flush(self, group: Group, now: float) -> None:
         """Notify what changed in ``group`` to each integration of its receiver."""

@@ -391,35 +391,43 @@ class Alerting:
     async def _housekeeping(self) -> None:
         while True:
             now = self.clock()
-            resolved: list[str] = []
-            while self._expiry and self._expiry[0][0] <= now:
-                ends_at, fp = heapq.heappop(self._expiry)
-                alert = self._alerts.get(fp)
-                if alert is not None and alert.ends_at == ends_at and fp not in resolved:
-                    resolved.append(fp)
-            for fp in resolved:
-                self._record(self._alerts[fp], "resolved", self._alerts[fp].ends_at)
-            self._expire_acks(now)
-            if resolved:
-                self.dispatcher.touch(resolved, now)
-                if self.inhibitor:
-                    self._update_inhibitor()
-            self._collect(now)
-            self._expire_resolved_silences(now)
-            silence_change = self.silences.next_change(now)
-            wait = 60.0
-            if self._expiry:
-                wait = min(wait, self._expiry[0][0] - now)
-            if self._ack_expiry:
-                wait = min(wait, self._ack_expiry[0][0] - now)
-            if silence_change is not None:
-                wait = min(wait, silence_change - now)
-                # a silence starting or ending changes what is muted
+            wait, silence_change = self.housekeep(now)
             self._wake_expiry = anyio.Event()
             with anyio.move_on_after(max(wait, 0.01)):
                 await self._wake_expiry.wait()
             if silence_change is not None and self.clock() >= silence_change:
                 self.dispatcher.touch_all(self.clock())
+
+    def housekeep(self, now: float) -> tuple[float, float | None]:
+        """One pass of what time does at ``now``: alerts past their end resolve,
+        acknowledgements run out, old state is collected, expire_on_resolve silences
+        end.  Returns how long until the next pass is needed, and when a silence next
+        starts or ends (None: none will)."""
+        resolved: list[str] = []
+        while self._expiry and self._expiry[0][0] <= now:
+            ends_at, fp = heapq.heappop(self._expiry)
+            alert = self._alerts.get(fp)
+            if alert is not None and alert.ends_at == ends_at and fp not in resolved:
+                resolved.append(fp)
+        for fp in resolved:
+            self._record(self._alerts[fp], "resolved", self._alerts[fp].ends_at)
+        self._expire_acks(now)
+        if resolved:
+            self.dispatcher.touch(resolved, now)
+            if self.inhibitor:
+                self._update_inhibitor()
+        self._collect(now)
+        self._expire_resolved_silences(now)
+        silence_change = self.silences.next_change(now)
+        wait = 60.0
+        if self._expiry:
+            wait = min(wait, self._expiry[0][0] - now)
+        if self._ack_expiry:
+            wait = min(wait, self._ack_expiry[0][0] - now)
+        if silence_change is not None:
+            wait = min(wait, silence_change - now)
+            # a silence starting or ending changes what is muted
+        return wait, silence_change
 
     def _expire_acks(self, now: float) -> None:
         ended: list[str] = []

@@ -260,19 +260,25 @@ class Escalator:
         while True:
             self._wake = anyio.Event()
             now = self._clock()
-            while self._heap and self._heap[0][0] <= now:
-                due, eid = heapq.heappop(self._heap)
-                escalation = self.active.get(eid)
-                if escalation is None or escalation.next_at != due:
-                    continue
-                try:
-                    await self._fire(escalation, now)
-                except Exception:
-                    log.exception("escalation failed", escalation=eid, policy=escalation.policy)
+            following = await self.fire_due(now)
             await self._flush()
-            wait = self._heap[0][0] - now if self._heap else 3600.0
+            wait = following - now if following is not None else 3600.0
             with anyio.move_on_after(max(wait, 0.0)):
                 await self._wake.wait()
+
+    async def fire_due(self, now: float) -> float | None:
+        """Notify every level due at ``now``; returns when the next one is due (None:
+        none is).  :meth:`run` calls it as time passes; a simulation calls it itself."""
+        while self._heap and self._heap[0][0] <= now:
+            due, eid = heapq.heappop(self._heap)
+            escalation = self.active.get(eid)
+            if escalation is None or escalation.next_at != due:
+                continue
+            try:
+                await self._fire(escalation, now)
+            except Exception:
+                log.exception("escalation failed", escalation=eid, policy=escalation.policy)
+        return self._heap[0][0] if self._heap else None
 
     async def _fire(self, escalation: Escalation, now: float) -> None:
         policy = self.policies.get(escalation.policy)
