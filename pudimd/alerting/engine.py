@@ -11,6 +11,7 @@ everything Alertmanager would lose.
 from __future__ import annotations
 
 import heapq
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -266,18 +267,15 @@ class Alerting:
                 alert = Alert.new(posted, now, self.resolve_timeout, fp)
                 self._alerts[fp] = alert
                 dispatcher.add(alert, now)
-                self._record(alert, "fired", alert.starts_at, detail={"labels": alert.labels})
             else:
-                ends_before = alert.ends_at
+                starts_before, ends_before = alert.starts_at, alert.ends_at
                 was_resolved = ends_before <= now
                 if alert.merge(posted, now, self.resolve_timeout):
                     dispatcher.add(alert, now)
                 elif alert.ends_at < ends_before:
                     dispatcher.touch((fp,), now)
                 if was_resolved and not resolved:
-                    self._new_episode(alert)
-                elif resolved and not was_resolved:
-                    self._record(alert, "resolved", min(alert.ends_at, now))
+                    self._new_episode(alert, starts_before, ends_before)
             if alert.ends_at > now:
                 heapq.heappush(self._expiry, (alert.ends_at, fp))
                 self._wake_expiry.set()
@@ -409,8 +407,6 @@ class Alerting:
             alert = self._alerts.get(fp)
             if alert is not None and alert.ends_at == ends_at and fp not in resolved:
                 resolved.append(fp)
-        for fp in resolved:
-            self._record(self._alerts[fp], "resolved", self._alerts[fp].ends_at)
         self._expire_acks(now)
         if resolved:
             self.dispatcher.touch(resolved, now)
@@ -453,7 +449,7 @@ class Alerting:
             else []
         )
         for fp in gone:
-            del self._alerts[fp]
+            self._archive(self._alerts.pop(fp))
             self.dispatcher.forget(fp)
             self._deleted.add(fp)
             self._dirty.pop(fp, None)
@@ -534,13 +530,68 @@ class Alerting:
     def alert(self, fingerprint: str) -> Alert | None:
         return self._alerts.get(fingerprint)
 
-    def _new_episode(self, alert: Alert) -> None:
-        """A resolved alert fires again: it starts unacknowledged and unassigned."""
+    def _new_episode(self, alert: Alert, starts_at: float, ends_at: float) -> None:
+        """A resolved alert fires again: the episode that ended goes to the timeline, and
+        the new one starts unacknowledged and unassigned."""
+        self._archive(alert, starts_at, ends_at)
         if alert.acked_by is not None or alert.assignee is not None:
             alert.clear_ack()
             alert.assignee = None
             self._dirty_acks[alert.fingerprint] = alert
-        self._record(alert, "fired", alert.starts_at, detail={"labels": alert.labels})
+
+    # -- the timeline -------------------------------------------------------------------
+    #
+    # An alert the store holds is its current episode: when it fired and, once it did,
+    # when it resolved are its starts_at and ends_at, shown as timeline events without
+    # being written one by one (that would double the cost of taking an alert).  They are
+    # written when the episode is over for the store: the alert is collected, or fires
+    # again as a new episode.  Engineers' actions and escalations are written as they
+    # happen.
+
+    def _archive(
+        self, alert: Alert, starts_at: float | None = None, ends_at: float | None = None
+    ) -> None:
+        """Write an episode that is over: ``alert``'s own, or the one it had from
+        ``starts_at`` to ``ends_at``."""
+        episode = _episode(
+            alert,
+            alert.starts_at if starts_at is None else starts_at,
+            alert.ends_at if ends_at is None else ends_at,
+        )
+        for kind, at, detail in episode:
+            self._record(alert, kind, at, detail=detail)
+
+    async def timeline(
+        self,
+        *,
+        fingerprint: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Timeline events, oldest first: those written, and the fired and resolved events
+        of the episodes the store holds."""
+        stored = await self.db.events(
+            fingerprint=fingerprint, target=target, since=since, until=until, limit=limit
+        )
+        if fingerprint is not None:
+            alive = [self._alerts[fingerprint]] if fingerprint in self._alerts else []
+        else:
+            alive = [a for a in self._alerts.values() if target is None or _target_of(a) == target]
+        low = since if since is not None else -math.inf
+        high = until if until is not None else math.inf
+        now = self.clock()
+        live = [
+            _event(alert, kind, at, detail)
+            for alert in alive
+            for kind, at, detail in _episode(
+                alert, alert.starts_at, alert.ends_at if alert.resolved(now) else None
+            )
+            if low <= at <= high
+        ]
+        merged = sorted([*stored, *live], key=lambda e: e["at"])
+        return _without_echoes(merged)[:limit]
 
     # -- escalation ---------------------------------------------------------------------
 
@@ -631,19 +682,7 @@ class Alerting:
         interface: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        labels = alert.labels
-        self._events.append(
-            {
-                "fingerprint": alert.fingerprint,
-                "at": at,
-                "kind": kind,
-                "alertname": labels.get("alertname", ""),
-                "target": labels.get("target") or labels.get("instance") or "",
-                "actor": actor,
-                "interface": interface,
-                "detail": detail or {},
-            }
-        )
+        self._events.append(_event(alert, kind, at, detail, actor, interface))
 
     # -- dispatcher and outbox glue ------------------------------------------------------
 
@@ -862,6 +901,61 @@ def _row(alert: Alert) -> dict[str, Any]:
         "timeout": alert.timeout,
         "blocked_by": alert.blocked_by,
     }
+
+
+def _target_of(alert: Alert) -> str:
+    return alert.labels.get("target") or alert.labels.get("instance") or ""
+
+
+def _event(
+    alert: Alert,
+    kind: str,
+    at: float,
+    detail: dict[str, Any] | None = None,
+    actor: str | None = None,
+    interface: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "at": at,
+        "kind": kind,
+        "alertname": alert.labels.get("alertname", ""),
+        "target": _target_of(alert),
+        "actor": actor,
+        "interface": interface,
+        "detail": detail or {},
+    }
+
+
+def _episode(
+    alert: Alert, starts_at: float, ends_at: float | None
+) -> list[tuple[str, float, dict[str, Any]]]:
+    """The fired (and, with ``ends_at``, resolved) events of an episode of ``alert``."""
+    out: list[tuple[str, float, dict[str, Any]]] = [
+        ("fired", starts_at, {"labels": alert.labels})
+    ]
+    if ends_at is not None:
+        out.append(("resolved", ends_at, {}))
+    return out
+
+
+def _without_echoes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` without the plain "resolved" of an episode an engineer resolved by hand
+    (both say the same)."""
+    by_hand = {
+        (e["fingerprint"], round(e["at"], 3))
+        for e in events
+        if e["kind"] == "resolved" and e["actor"] is not None
+    }
+    return [
+        e
+        for e in events
+        if not (
+            e["kind"] == "resolved"
+            and e["actor"] is None
+            and (e["fingerprint"], round(e["at"], 3)) in by_hand
+        )
+    ]
 
 
 def _ack_row(alert: Alert) -> dict[str, Any]:

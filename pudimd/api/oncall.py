@@ -112,7 +112,7 @@ class _OncallAPI:
     async def history(self, request: web.Request) -> web.StreamResponse:
         alerting = self._alerting()
         fingerprint = request.match_info["fingerprint"]
-        events = await alerting.db.events(fingerprint=fingerprint, limit=MAX_EVENTS)
+        events = await alerting.timeline(fingerprint=fingerprint, limit=MAX_EVENTS)
         alert = alerting.alert(fingerprint)
         if alert is None and not events:
             raise Problem(404, f"no alert with fingerprint {fingerprint!r} in the history")
@@ -217,7 +217,7 @@ class _OncallAPI:
             raise Problem(400, "limit must be a whole number") from None
         if not 1 <= limit <= MAX_EVENTS:
             raise Problem(400, f"limit must be between 1 and {MAX_EVENTS}")
-        events = await alerting.db.events(
+        events = await alerting.timeline(
             fingerprint=query.get("fingerprint"),
             target=query.get("target"),
             since=_time_param(query, "since"),

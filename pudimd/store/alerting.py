@@ -137,6 +137,29 @@ def _upsert_many(
     conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
 
 
+_EVENT_COLUMNS = (
+    "fingerprint", "at", "kind", "alertname", "target", "actor", "interface", "detail",
+)  # fmt: skip
+_inserts: dict[tuple[str, str], str] = {}
+
+
+def _insert_many(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """INSERT ``rows`` (tuples in the order of ``columns``) straight through the driver:
+    compiled once per dialect and table, no per-row parameter processing."""
+    cache_key = (conn.dialect.name, table.name)
+    sql = _inserts.get(cache_key)
+    if sql is None:
+        compiled = table.insert().compile(
+            dialect=conn.dialect, column_keys=list(columns)
+        )
+        order = compiled.positiontup
+        assert order is not None and list(order) == list(columns), order
+        sql = _inserts[cache_key] = compiled.string
+    conn.exec_driver_sql(sql, rows)
+
+
 class AlertingDB:
     """Reads and writes alerting state through ``engine``."""
 
@@ -337,7 +360,6 @@ _BY_KEY = sa.select(notifications.c.id).where(
 )
 _NEW_NOTIFICATION = notifications.insert()
 _NEW_ATTEMPT = delivery_attempts.insert()
-_NEW_EVENT = alert_events.insert()
 _AFTER_ATTEMPT = notifications.update().where(notifications.c.id == sa.bindparam("row_id"))
 
 
@@ -368,7 +390,16 @@ def _write_alerts(
         conn.execute(alerts.delete().where(alerts.c.fingerprint.in_(chunk)))
         conn.execute(alert_acks.delete().where(alert_acks.c.fingerprint.in_(chunk)))
     if events:
-        conn.execute(_NEW_EVENT, [{**event, "detail": _dumps(event["detail"])} for event in events])
+        _insert_many(
+            conn,
+            alert_events,
+            _EVENT_COLUMNS,
+            [
+                (e["fingerprint"], e["at"], e["kind"], e["alertname"], e["target"],
+                 e["actor"], e["interface"], _dumps(e["detail"]))
+                for e in events
+            ],
+        )  # fmt: skip
     kept = [ack for ack in acks if ack["acked_by"] is not None or ack["assignee"] is not None]
     if kept:
         conn.execute(_upsert(conn, alert_acks, ["fingerprint"]), kept)

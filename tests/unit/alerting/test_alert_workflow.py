@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 import pytest
 import sqlalchemy as sa
 from pudimd_plugins.notifiers.webhook import WebhookNotifier
 
 from pudimd.alerting.alert import PostableAlert, fingerprint
 from pudimd.alerting.config import build_alerting_model
+from pudimd.alerting.engine import Alerting
 from pudimd.alerting.workflow import Action, ActionError
 from pudimd.store import Store
 from pudimd.store.tables import alert_events
@@ -63,12 +63,19 @@ async def quiet(hook: Collector, count: int, seconds: float = 0.4) -> None:
     assert len(hook.payloads) == count, hook.payloads[count:]
 
 
-async def events(directory: Path) -> list[tuple[str, str | None, str | None, dict[str, Any]]]:
+async def events(alerting: Alerting) -> list[tuple[str, str | None, str | None, dict[str, Any]]]:
+    """The alert's timeline as the engine shows it (written events and the live episode)."""
+    timeline = await alerting.timeline(fingerprint=FP)
+    return [(e["kind"], e["actor"], e["interface"], e["detail"]) for e in timeline]
+
+
+async def stored(directory: Path) -> list[str]:
+    """The kinds of the events written to the database."""
     store = await Store.open(f"sqlite+aiosqlite:///{directory / 'pudimd.db'}")
     try:
         async with store.engine.connect() as conn:
             rows = await conn.execute(sa.select(alert_events).order_by(alert_events.c.id))
-            return [(r.kind, r.actor, r.interface, orjson.loads(r.detail)) for r in rows]
+            return [r.kind for r in rows]
     finally:
         await store.close()
 
@@ -94,13 +101,15 @@ async def test_acknowledging_tells_the_receiver_and_stops_repeats(
         await hook.wait(4, within=1.0)
         assert "acknowledged" not in hook.payloads[-1]
         await hook.wait(5, within=1.0)  # repeats again
-    kinds = [(kind, actor, interface) for kind, actor, interface, _ in await events(tmp_path)]
-    assert kinds == [
+        got = await events(alerting)
+    assert [(kind, actor, interface) for kind, actor, interface, _ in got] == [
         ("fired", None, None),
         ("acknowledged", "alice", "cli"),
         ("unacknowledged", "alice", "api"),
     ]
-    assert (await events(tmp_path))[1][3] == {"comment": "looking"}
+    assert got[1][3] == {"comment": "looking"}
+    # the episode is still on: only the engineers' actions are written so far
+    assert await stored(tmp_path) == ["acknowledged", "unacknowledged"]
 
 
 async def test_an_acknowledgement_until_a_time_runs_out_and_notifies_again(
@@ -118,7 +127,7 @@ async def test_an_acknowledgement_until_a_time_runs_out_and_notifies_again(
         assert "acknowledged" not in hook.payloads[-1]
         alert = alerting.alert(FP)
         assert alert is not None and alert.acked_by is None
-    assert [e[0] for e in await events(tmp_path)] == ["fired", "acknowledged", "ack_expired"]
+        assert [e[0] for e in await events(alerting)] == ["fired", "acknowledged", "ack_expired"]
 
 
 async def test_snooze_assign_comment_and_resolve_by_hand(migrated: Path, tmp_path: Path) -> None:
@@ -157,7 +166,7 @@ async def test_snooze_assign_comment_and_resolve_by_hand(migrated: Path, tmp_pat
         with pytest.raises(ActionError) as missing:
             await alerting.act("0000000000000000", ack())
         assert missing.value.status == 404
-    got = await events(tmp_path)
+        got = await events(alerting)
     assert [(kind, detail) for kind, _, _, detail in got] == [
         ("fired", {"labels": LABELS}),
         ("assigned", {"assignee": "team:dba"}),
@@ -194,12 +203,33 @@ async def test_actions_survive_a_restart_and_a_new_episode_starts_clean(
             assert alert.ack_until is not None and alert.ack_until > time.time() + 3000
             await quiet(hook, 2, 0.3)  # nothing new to say after the restart
             # it resolves, then fires again: a new episode, unacknowledged and unassigned
-            now = time.time()
-            await alerting.post([PostableAlert(labels=LABELS, ends_at=now - 1)])
+            await alerting.post([PostableAlert(labels=LABELS, ends_at=time.time())])
             await alerting.post([firing()])
             alert = alerting.alert(FP)
             assert alert is not None and alert.acked_by is None and alert.assignee is None
             await hook.wait(3, within=1.0)
             assert "acknowledged" not in hook.payloads[-1]
-    kinds = [kind for kind, *_ in await events(again)]
+            kinds = [kind for kind, *_ in await events(alerting)]
     assert kinds == ["fired", "acknowledged", "assigned", "resolved", "fired"]
+    # the episode that ended was written when the new one began
+    assert await stored(again) == ["acknowledged", "assigned", "fired", "resolved"]
+
+
+async def test_a_collected_episode_is_written_to_the_timeline(
+    migrated: Path, tmp_path: Path
+) -> None:
+    async with collector() as hook, running_engine(
+        migrated, tmp_path, config(hook.port), notifier_types=TYPES
+    ) as alerting:
+        started = time.time()
+        await alerting.post([firing()])
+        await alerting.post([PostableAlert(labels=LABELS, ends_at=time.time())])
+        assert await stored(tmp_path) == []  # held by the store: shown, not written
+        assert [e[0] for e in await events(alerting)] == ["fired", "resolved"]
+        alerting.housekeep(time.time() + alerting.resolved_retention + 120)
+        await alerting.post([])  # waits for the writer
+        assert alerting.alert(FP) is None
+        assert await stored(tmp_path) == ["fired", "resolved"]
+        timeline = await alerting.timeline(fingerprint=FP)
+        assert [e["kind"] for e in timeline] == ["fired", "resolved"]
+        assert timeline[0]["detail"] == {"labels": LABELS} and timeline[0]["at"] >= started
