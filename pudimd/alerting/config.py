@@ -1,7 +1,7 @@
 """The ``alerting:`` section of the config file, in Alertmanager's syntax where the concept
 is the same: ``global``, ``route``, ``receivers``, ``inhibit_rules``, ``time_intervals``
-(and the deprecated ``mute_time_intervals``), plus pudimd's own ``rules``, ``outbox`` and
-retention settings.
+(and the deprecated ``mute_time_intervals``), plus pudimd's own ``rules``, ``outbox``,
+``action_links`` and retention settings.
 
 Receivers are assembled from the installed notifier types: each type contributes the list
 field named by its ``config_key`` (``webhook_configs``, ``email_configs``...), holding its
@@ -13,16 +13,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field, SecretStr, create_model, model_validator
 
 from pudimd.alerting.amfields import extra_field_reason
 from pudimd.alerting.inhibit import InhibitRuleConfig
 from pudimd.alerting.routing import RouteConfig, route_problems
 from pudimd.alerting.timeintervals import NamedTimeInterval
 from pudimd.durations import PositiveDuration
-from pudimd.settings import StrictModel
+from pudimd.settings import PluginSettings, SecretFile, StrictModel
 
 __all__ = [
+    "ActionLinksConfig",
     "AlertingConfig",
     "OutboxConfig",
     "ReceiverBase",
@@ -54,6 +55,36 @@ class OutboxConfig(StrictModel):
         timedelta(seconds=30), description="Time limit of one delivery attempt"
     )
     concurrency: int = Field(4, gt=0, description="Deliveries at once per receiver")
+
+
+class ActionLinksConfig(PluginSettings):
+    """Signed links in notifications to acknowledge, resolve or snooze an alert from an
+    email or a chat message (they need ``external_url``; see docs/operations.md, "Acting
+    from a notification")."""
+
+    # The secret must not be echoed in config errors.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    enabled: bool = Field(True, description="Put links in notifications (when external_url is set)")
+    secret: SecretStr | None = Field(
+        None,
+        description="Key signing the links, at least 32 characters; default: a random key "
+        "made once and kept in the state directory (action-links.key)",
+    )
+    secret_file: SecretFile | None = Field(None, description="File holding secret")
+    ttl: PositiveDuration = Field(timedelta(hours=24), description="How long a link works")
+    snooze: PositiveDuration = Field(
+        timedelta(hours=1), description="How long the snooze link snoozes an alert"
+    )
+
+    @model_validator(mode="after")
+    def _secret_length(self) -> ActionLinksConfig:
+        from pudimd.alerting.links import MIN_SECRET
+
+        secret = self.secret if self.secret is not None else self.secret_file
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET:
+            raise ValueError(f"the action link secret must be at least {MIN_SECRET} characters")
+        return self
 
 
 class GlobalConfig(StrictModel):
@@ -102,6 +133,7 @@ class AlertingBase(StrictModel):
     )
     rules: list[Any] = Field(default_factory=list, description="Rules on probe results")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    action_links: ActionLinksConfig = Field(default_factory=ActionLinksConfig)
     silence_retention: PositiveDuration = Field(
         timedelta(days=5), description="How long expired silences are kept"
     )

@@ -20,6 +20,13 @@ status and how many alerts fire (``[FIRING:2] HighLatency``); the default messag
 firing then the resolved alerts with their summary, description, labels, start (or
 resolution) time and links to their source and ``runbook_url``.
 
+Acknowledgement and action links: once every firing alert of the group is acknowledged,
+the follow-up's default title starts with ``[ACK]``, its embed is orange (``0xE67E22``)
+and its message opens with **Acknowledged**.  With signed action links on
+(``alerting.external_url`` set; see :mod:`pudimd.alerting.links`), each firing alert ends
+with Markdown links *Acknowledge*, *Snooze 1h* and *Resolve* (only *Resolve* once
+acknowledged): a webhook message cannot carry buttons.
+
 Payload: Discord's *Execute Webhook* body: ``content`` (when not empty), ``username``,
 ``avatar_url`` and one embed: ``title``, ``description``, ``url`` (the external URL),
 ``color`` (red ``0x992D22`` while firing, green ``0x2ECC71`` when resolved, as
@@ -70,9 +77,11 @@ values, footers, author names."""
 USERNAME_LIMIT = 80
 
 COLOR_FIRING = 0x992D22
+COLOR_ACKNOWLEDGED = 0xE67E22
 COLOR_RESOLVED = 0x2ECC71
 
 DEFAULT_TITLE = (
+    "{% if acknowledged %}[ACK] {% endif %}"
     '[{{ status | upper }}{% if status == "firing" %}:{{ firing | length }}{% endif %}] '
     '{{ common_labels.alertname or "Alerts" }}'
     '{% for name, value in group_labels | sortedpairs if name != "alertname" %}'
@@ -91,9 +100,17 @@ Resolved <t:{{ alert.ends_at.timestamp() | int }}:R>\
 {% else %}Since <t:{{ alert.starts_at.timestamp() | int }}:R>{% endif %}\
 {% if alert.generator_url %} · [Source]({{ alert.generator_url }}){% endif %}\
 {% if alert.annotations.runbook_url %} · [Runbook]({{ alert.annotations.runbook_url }}){% endif +%}
+{% if alert.ack_url %}
+{% if not acknowledged %}[Acknowledge]({{ alert.ack_url }}) · \
+[Snooze {{ snooze_for }}]({{ alert.snooze_url }}) · {% endif %}\
+[Resolve]({{ alert.resolve_url }})
+{% endif %}
 """
 _SPACER = "{% if not loop.first +%}\n{% endif %}\n"
 DEFAULT_MESSAGE = (
+    "{% if acknowledged %}\n"
+    "**Acknowledged**: someone is on it; repeats are paused.\n\n"
+    "{% endif %}\n"
     "{% if firing %}\n"
     "__Firing__\n"
     "{% for alert in firing %}\n" + _SPACER + _ALERT + "{% endfor %}\n"
@@ -210,7 +227,13 @@ class DiscordNotifier:
             "description": truncate(
                 notification.render(st.message, DEFAULT_MESSAGE).strip(), DESCRIPTION_LIMIT
             ),
-            "color": COLOR_FIRING if notification.status == "firing" else COLOR_RESOLVED,
+            "color": (
+                COLOR_RESOLVED
+                if notification.status != "firing"
+                else COLOR_ACKNOWLEDGED
+                if notification.acknowledged
+                else COLOR_FIRING
+            ),
             "timestamp": format_time(notification.created_at),
             "footer": {
                 "text": truncate(

@@ -47,7 +47,12 @@ auto-generated``, ``X-Pudimd-Idempotency-Key``, the other ``headers``, and
 ``References``/``In-Reply-To`` with ``threading`` (all mails of a group, or of a group and
 day, form one thread).  Subjects are cut to 255 characters; the default bodies list at most
 100 firing and 100 resolved alerts (labels, annotations, start and end, source link) and say
-how many were left out.  A custom template that fails falls back to the default (the error
+how many were left out.  Once every firing alert of the group is acknowledged, the default
+subject starts with ``[ACK]`` and both bodies say *Acknowledged*.  With signed action
+links on (``alerting.external_url`` set; see :mod:`pudimd.alerting.links`), each firing
+alert has its *Acknowledge*, *Snooze 1h* and *Resolve* links (only *Resolve* once
+acknowledged) in both bodies; a link opens a confirmation page, so mail scanners that
+fetch links change nothing.  A custom template that fails falls back to the default (the error
 is recorded on the notification); a failing ``to`` or ``from`` template, or one rendering no
 valid address, fails the notification.
 
@@ -97,12 +102,14 @@ _STRUCTURAL = {"Content-Type", "Content-Transfer-Encoding", "Mime-Version"}
 _SUBJECT = (
     '{% set others = common_labels | sortedpairs | rejectattr("0", "in", group_labels)'
     ' | map(attribute="1") | list %}'
+    "{% if acknowledged %}[ACK] {% endif %}"
     '[{{ status | upper }}{% if status == "firing" %}:{{ firing | length }}{% endif %}] '
     '{{ group_labels | sortedpairs | map(attribute="1") | join(" ") }}'
     '{% if others %} ({{ others | join(" ") }}){% endif %}'
 )
 DEFAULT_SUBJECT = _SUBJECT
-"""The default ``Subject`` template: ``[FIRING:2] HighLatency (prod)``."""
+"""The default ``Subject`` template: ``[FIRING:2] HighLatency (prod)``, with ``[ACK] `` in
+front once every firing alert of the group is acknowledged."""
 
 _TIME = '.strftime("%Y-%m-%d %H:%M:%S %Z")'
 _SHOWN = 100
@@ -114,6 +121,10 @@ DEFAULT_TEXT = (
         + """
 
 
+{% if acknowledged %}
+Acknowledged: someone is on it; repeats are paused.
+
+{% endif %}
 {% for title, items in [("Firing", firing), ("Resolved", resolved)] if items %}
 {{ title }} ({{ items | length }}):
 {% for alert in items[:@SHOWN@] %}
@@ -135,6 +146,13 @@ DEFAULT_TEXT = (
 {% endif %}
 {% if alert.generator_url %}
   Source: {{ alert.generator_url }}
+{% endif %}
+{% if alert.ack_url %}
+{% if not acknowledged %}
+  Acknowledge: {{ alert.ack_url }}
+  Snooze {{ snooze_for }}: {{ alert.snooze_url }}
+{% endif %}
+  Resolve: {{ alert.resolve_url }}
 {% endif %}
 {% endfor %}
 {% if items | length > @SHOWN@ %}
@@ -170,9 +188,13 @@ DEFAULT_HTML = (
     + _SUBJECT.replace("}}", "| e }}")
     + """</title></head>
 <body style="font-family: Helvetica, Arial, sans-serif; font-size: 14px; color: #222;">
-<h2 style="color: {{ "#c62828" if status == "firing" else "#2e7d32" }};">"""
+<h2 style="color: {{ "#2e7d32" if status != "firing" else "#b26a00" if acknowledged \
+else "#c62828" }};">"""
     + _SUBJECT.replace("}}", "| e }}")
     + """</h2>
+{% if acknowledged %}
+<p style="color: #b26a00;"><strong>Acknowledged</strong>: someone is on it; repeats are paused.</p>
+{% endif %}
 {% for title, items in [("Firing", firing), ("Resolved", resolved)] if items %}
 <h3>{{ title }} ({{ items | length }})</h3>
 {% for alert in items[:@SHOWN@] %}
@@ -197,6 +219,15 @@ DEFAULT_HTML = (
 {% endif %}
 {% if alert.generator_url %}
 <tr><td>Source</td><td>@SOURCE@</td></tr>
+{% endif %}
+{% if alert.ack_url %}
+<tr><td>Act</td><td>
+{% if not acknowledged %}
+<a href="{{ alert.ack_url | e }}">Acknowledge</a> ·
+<a href="{{ alert.snooze_url | e }}">Snooze {{ snooze_for | e }}</a> ·
+{% endif %}
+<a href="{{ alert.resolve_url | e }}">Resolve</a>
+</td></tr>
 {% endif %}
 </table>
 {% endfor %}

@@ -37,6 +37,14 @@ The defaults say the status and how many alerts fire (``[FIRING:2] HighLatency``
 each alert's summary, description, labels, start (or resolution) time and links to its
 source and its ``runbook_url`` annotation.
 
+Acknowledgement and action links: once every firing alert of the group is acknowledged,
+the follow-up message's default title starts with ``[ACK]``, its colour is ``warning`` and
+its text opens with *Acknowledged*.  With signed action links on (``alerting.external_url``
+set; see :mod:`pudimd.alerting.links`), a group with one firing alert gets link buttons
+*Acknowledge*, *Snooze 1h* and *Resolve* (only *Resolve* once acknowledged): attachment
+actions, or an ``actions`` block with ``blocks: true``; with several firing alerts, each
+alert's line ends with its own *Acknowledge* and *Resolve* links.
+
 Incoming webhook: ``api_url`` is the webhook's URL; Slack answers ``ok``.  Bot token:
 ``api_url: https://slack.com/api/chat.postMessage``, the token in
 ``http_config.authorization.credentials`` (type ``Bearer``) and ``channel`` set; Slack
@@ -50,7 +58,8 @@ Payload: Alertmanager's legacy form, one attachment (``title``, ``title_link``,
 ``icon_emoji``, ``icon_url`` and ``link_names``.  With ``blocks: true``: Block Kit, a
 ``header`` block (the title), ``section`` blocks (pretext, text, fields; ``thumb_url`` as
 the first section's accessory), an ``image`` block (``image_url``) and a ``context`` block
-(footer and title link), with ``fallback`` as the message's ``text``; ``color`` and
+(footer and title link), with ``fallback`` as the message's ``text`` and the link buttons
+in an ``actions`` block before the context; ``color`` and
 ``callback_id`` have no place there and are left out.
 
 Limits: texts are cut, never refused: the title to 1024 characters (150 in a header block),
@@ -70,12 +79,13 @@ Not supported (a config error if given): Alertmanager's ``actions`` (interactive
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Self
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from pudimd.alerting.notification import DeliveryError, Notification
-from pudimd.alerting.templates import Template, truncate
+from pudimd.alerting.templates import Template, action_buttons, truncate
 from pudimd.durations import Duration
 from pudimd.hookspecs import hookimpl
 from pudimd.settings import NotifierSettings, SecretFile, StrictModel
@@ -97,6 +107,8 @@ HEADER_LIMIT = 150
 MAX_BLOCKS = 50
 SECTION_FIELDS = 10
 """At most this many fields in one section block."""
+BUTTON_TEXT_LIMIT = 75
+"""A button's label (Block Kit)."""
 
 _TRANSIENT = {
     "internal_error",
@@ -109,9 +121,13 @@ _TRANSIENT = {
 }
 """Web API errors worth retrying; any other ``ok: false`` answer is final."""
 
-DEFAULT_COLOR = '{% if status == "firing" %}danger{% else %}good{% endif %}'
+DEFAULT_COLOR = (
+    '{% if status == "firing" %}{% if acknowledged %}warning{% else %}danger{% endif %}'
+    "{% else %}good{% endif %}"
+)
 DEFAULT_USERNAME = "pudimd"
 DEFAULT_TITLE = (
+    "{% if acknowledged %}[ACK] {% endif %}"
     '[{{ status | upper }}{% if status == "firing" %}:{{ firing | length }}{% endif %}] '
     '{{ common_labels.alertname or "Alerts" }}'
     '{% for name, value in group_labels | sortedpairs if name != "alertname" %}'
@@ -119,6 +135,10 @@ DEFAULT_TITLE = (
 )
 DEFAULT_TITLE_LINK = "{{ external_url }}"
 DEFAULT_TEXT = """\
+{% if acknowledged %}
+*Acknowledged*: someone is on it; repeats are paused.
+
+{% endif %}
 {% for alert in alerts %}
 {% if not loop.first +%}
 {% endif %}
@@ -133,7 +153,11 @@ Labels:{% for name, value in alert.labels | sortedpairs if name != "alertname" %
 Resolved {{ alert.ends_at.strftime("%Y-%m-%d %H:%M:%S UTC") }}\
 {% else %}Since {{ alert.starts_at.strftime("%Y-%m-%d %H:%M:%S UTC") }}{% endif %}\
 {% if alert.generator_url %} · <{{ alert.generator_url }}|Source>{% endif %}\
-{% if alert.annotations.runbook_url %} · <{{ alert.annotations.runbook_url }}|Runbook>{% endif +%}
+{% if alert.annotations.runbook_url %} · <{{ alert.annotations.runbook_url }}|Runbook>{% endif %}\
+{% if alert.ack_url and not ack_url %}
+{% if not acknowledged %} · <{{ alert.ack_url }}|Acknowledge>{% endif %}\
+ · <{{ alert.resolve_url }}|Resolve>\
+{% endif +%}
 {% endfor %}
 {% if truncated_alerts %}
 
@@ -269,9 +293,10 @@ class SlackNotifier:
         ]
         # Slack refuses a message with nothing to show: the fallback never is empty.
         fallback = fallback or truncate(title, SHORT_LIMIT) or "pudimd notification"
+        buttons = action_buttons(notification)
         if st.blocks:
             message["text"] = fallback
-            blocks = self._blocks(title, parts, fields)
+            blocks = self._blocks(title, parts, fields, buttons)
             if blocks:
                 message["blocks"] = blocks
             return message
@@ -288,6 +313,12 @@ class SlackNotifier:
             "footer": parts["footer"],
             "color": render(st.color, DEFAULT_COLOR).strip(),
             "mrkdwn_in": st.mrkdwn_in if st.mrkdwn_in else ["fallback", "pretext", "text"],
+            # Link buttons: Slack opens the URL (legacy attachment actions, at most 5).
+            "actions": [
+                {"type": "button", "text": label, "url": url}
+                | ({"style": "primary"} if action == "ack" else {})
+                for action, label, url in buttons
+            ],
         }
         # Slack treats an empty string like a missing key; leaving them out keeps the
         # message small and readable.
@@ -298,7 +329,10 @@ class SlackNotifier:
 
     @staticmethod
     def _blocks(
-        title: str, parts: dict[str, str], fields: list[dict[str, Any]]
+        title: str,
+        parts: dict[str, str],
+        fields: list[dict[str, Any]],
+        buttons: Sequence[tuple[str, str, str]],
     ) -> list[dict[str, Any]]:
         head: list[dict[str, Any]] = []
         tail: list[dict[str, Any]] = []
@@ -332,6 +366,26 @@ class SlackNotifier:
                     "type": "image",
                     "image_url": parts["image_url"],
                     "alt_text": truncate(title or "image", 2000),
+                }
+            )
+        if buttons:
+            tail.append(
+                {
+                    "type": "actions",
+                    "elements": [
+                        {
+                            "type": "button",
+                            "text": {
+                                "type": "plain_text",
+                                "text": truncate(label, BUTTON_TEXT_LIMIT),
+                                "emoji": True,
+                            },
+                            "url": url,
+                            "action_id": f"pudimd-{action}",
+                        }
+                        | ({"style": "primary"} if action == "ack" else {})
+                        for action, label, url in buttons
+                    ],
                 }
             )
         context = [

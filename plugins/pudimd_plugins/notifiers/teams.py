@@ -32,7 +32,15 @@ Payload, as Alertmanager sends it::
 
 The body holds the title (a bold ``TextBlock`` coloured ``Attention`` while firing,
 ``Good`` when resolved), the text (a wrapping ``TextBlock``) and a ``FactSet`` of the
-common labels; an ``Action.OpenUrl`` links to the external URL.  Alertmanager declares
+common labels; an ``Action.OpenUrl`` links to the external URL.
+
+Acknowledgement and action links: once every firing alert of the group is acknowledged,
+the follow-up's default title starts with ``[ACK]`` (coloured ``Warning``) and its text
+opens with **Acknowledged**.  With signed action links on (``alerting.external_url`` set;
+see :mod:`pudimd.alerting.links`), a group with one firing alert gets ``Action.OpenUrl``
+actions *Acknowledge*, *Snooze 1h* and *Resolve* before *Open pudimd* (only *Resolve* once
+acknowledged; Teams shows six actions at most); with several firing alerts, each alert's
+line ends with its own *Acknowledge* and *Resolve* links.  Alertmanager declares
 card version 1.2; pudimd declares 1.4 (Teams renders cards up to 1.5; a client that does
 not know a property, such as the heading style, ignores it).
 
@@ -56,7 +64,7 @@ from typing import Any, Self
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from pudimd.alerting.notification import Notification
-from pudimd.alerting.templates import Template, truncate
+from pudimd.alerting.templates import Template, action_buttons, truncate
 from pudimd.hookspecs import hookimpl
 from pudimd.settings import NotifierSettings, SecretFile
 from pudimd_plugins.notifiers._http import HttpClient, HttpConfig
@@ -73,12 +81,17 @@ CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 
 DEFAULT_TITLE = (
+    "{% if acknowledged %}[ACK] {% endif %}"
     '[{{ status | upper }}{% if status == "firing" %}:{{ firing | length }}{% endif %}] '
     '{{ common_labels.alertname or "Alerts" }}'
     '{% for name, value in group_labels | sortedpairs if name != "alertname" %}'
     " {{ value }}{% endfor %}"
 )
 DEFAULT_TEXT = """\
+{% if acknowledged %}
+**Acknowledged**: someone is on it; repeats are paused.
+
+{% endif %}
 {% for alert in alerts %}
 {% if not loop.first +%}
 {% endif %}
@@ -96,7 +109,11 @@ Labels:{% for name, value in alert.labels | sortedpairs if name != "alertname" %
 Resolved {{ alert.ends_at.strftime("%Y-%m-%d %H:%M:%S UTC") }}\
 {% else %}Since {{ alert.starts_at.strftime("%Y-%m-%d %H:%M:%S UTC") }}{% endif %}\
 {% if alert.generator_url %} · [Source]({{ alert.generator_url }}){% endif %}\
-{% if alert.annotations.runbook_url %} · [Runbook]({{ alert.annotations.runbook_url }}){% endif +%}
+{% if alert.annotations.runbook_url %} · [Runbook]({{ alert.annotations.runbook_url }}){% endif %}\
+{% if alert.ack_url and not ack_url %}
+{% if not acknowledged %} · [Acknowledge]({{ alert.ack_url }}){% endif %}\
+ · [Resolve]({{ alert.resolve_url }})\
+{% endif +%}
 {% endfor %}
 {% if truncated_alerts %}
 
@@ -153,7 +170,13 @@ class TeamsNotifier:
             "size": "Medium",
             "wrap": True,
             "style": "heading",
-            "color": "Attention" if notification.status == "firing" else "Good",
+            "color": (
+                "Good"
+                if notification.status != "firing"
+                else "Warning"
+                if notification.acknowledged
+                else "Attention"
+            ),
         }
         text_block: dict[str, Any] = {
             "type": "TextBlock",
@@ -173,10 +196,17 @@ class TeamsNotifier:
             "body": [title_block, text_block] + ([facts_block] if facts else []),
             "msteams": {"width": "Full"},
         }
+        actions = [
+            {"type": "Action.OpenUrl", "title": label, "url": url}
+            | ({"style": "positive"} if action == "ack" else {})
+            for action, label, url in action_buttons(notification)
+        ]
         if notification.external_url.startswith(("http://", "https://")):
-            content["actions"] = [
+            actions.append(
                 {"type": "Action.OpenUrl", "title": "Open pudimd", "url": notification.external_url}
-            ]
+            )
+        if actions:
+            content["actions"] = actions
         payload: dict[str, Any] = {
             "type": "message",
             "attachments": [

@@ -1,25 +1,31 @@
-"""Helpers shared by the notifier tests: a sample :class:`Notification`, and an HTTP server
-on loopback that records what it receives."""
+"""Helpers shared by the notifier tests: a sample :class:`Notification`, an HTTP server
+on loopback that records what it receives, and signed action links turned on."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import json
+import re
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pudimd.alerting import links
 from pudimd.alerting.alert import fingerprint
+from pudimd.alerting.links import ActionLinks, LinkAction
 from pudimd.alerting.notification import AlertInfo, Notification
 
 __all__ = [
     "SAMPLE_TIME",
+    "LinkChecker",
     "Received",
     "Recorder",
+    "action_links_on",
     "recording_server",
     "sample_alert",
     "sample_notification",
@@ -139,3 +145,37 @@ async def recording_server(ssl_context: ssl.SSLContext | None = None) -> AsyncIt
         yield recorder
     finally:
         await runner.cleanup()
+
+
+LINK_KEY = b"notifier tests' action link key!"
+_LINK = re.compile(r"https?://[^\s<>()|\"']+/api/v1/actions/[A-Za-z0-9_.-]+")
+
+
+class LinkChecker:
+    """Checks the action links found in what a notifier sent."""
+
+    def __init__(self) -> None:
+        self.signer = ActionLinks(LINK_KEY, "")
+
+    def verify(self, url: str) -> LinkAction:
+        """What the link ``url`` allows (raises LinkError when it is not valid now)."""
+        return self.signer.verify(url.rsplit("/", 1)[1], time.time())
+
+    def found(self, text: str) -> list[LinkAction]:
+        """Every valid action link in ``text``, in order."""
+        return [self.verify(url) for url in _LINK.findall(text)]
+
+
+@contextmanager
+def action_links_on() -> Iterator[LinkChecker]:
+    """Action links on, as the running daemon's API provides them: notifications with an
+    external URL carry links signed with a test key."""
+
+    def provider(base_url: str) -> ActionLinks:
+        return ActionLinks(LINK_KEY, base_url)
+
+    links.set_provider(provider)
+    try:
+        yield LinkChecker()
+    finally:
+        links.clear_provider(provider)

@@ -4,9 +4,11 @@ against the vendor's documented required fields and limits, and answer as the ve
 (including its error answers).  Each validator is a plain function, so a test can also
 show it refusing a payload.
 
-Sources of the rules: Slack "Sending messages using incoming webhooks", ``chat.postMessage``
-and the Block Kit reference (block limits); Discord "Execute Webhook" and the embed limits;
-Microsoft's Workflows webhook (Adaptive Card message envelope, 28 KB message limit);
+Sources of the rules: Slack "Sending messages using incoming webhooks", ``chat.postMessage``,
+the Block Kit reference (block limits, the button element) and "Legacy: Attaching
+interactive message buttons" (attachment actions); Discord "Execute Webhook" and the embed
+limits; Microsoft's Workflows webhook (Adaptive Card message envelope, 28 KB message limit,
+``Action.OpenUrl``; Teams shows at most 6 card actions);
 PagerDuty Events API v2 "Send an alert event" (field limits, 512 KB event limit).
 """
 
@@ -55,6 +57,14 @@ SLACK_BLOCK_ID_LIMIT = 255
 SLACK_ALT_TEXT_LIMIT = 2000
 SLACK_IMAGE_URL_LIMIT = 3000
 SLACK_FOOTER_LIMIT = 300
+SLACK_ACTIONS_ELEMENTS = 25
+SLACK_BUTTON_TEXT_LIMIT = 75
+SLACK_BUTTON_URL_LIMIT = 3000
+SLACK_ACTION_ID_LIMIT = 255
+SLACK_BUTTON_STYLES = ("primary", "danger")
+SLACK_ATTACHMENT_ACTIONS = 5
+"""Legacy attachment actions (interactive message buttons): at most 5 per attachment."""
+SLACK_ATTACHMENT_BUTTON_STYLES = ("default", "primary", "danger")
 _SLACK_COLOR = re.compile(r"^(good|warning|danger|#?[0-9a-fA-F]{6})$")
 _SLACK_BLOCK_TYPES = {
     "actions",
@@ -101,6 +111,9 @@ _TEAMS_ELEMENTS = {
     "TextBlock",
 }
 _TEAMS_ACTIONS = {"Action.OpenUrl", "Action.ShowCard", "Action.ToggleVisibility", "Action.Execute"}
+TEAMS_MAX_ACTIONS = 6
+"""Teams shows at most 6 actions of a card's ``actions`` (its clients cut the rest)."""
+TEAMS_ACTION_STYLES = ("default", "positive", "destructive")
 
 # --- PagerDuty ---------------------------------------------------------------------------
 
@@ -324,6 +337,65 @@ def slack_block_errors(blocks: Any) -> list[str]:
                         errors.append(f"{name}: must be an object")
         elif kind == "image":
             errors += _slack_image(block, where)
+        elif kind == "actions":
+            errors += _slack_actions_block(block, where)
+    return errors
+
+
+def _slack_actions_block(block: dict[str, Any], where: str) -> list[str]:
+    """An ``actions`` block: 1 to 25 elements; buttons checked (text, url, action_id unique
+    in the block, style)."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= SLACK_ACTIONS_ELEMENTS:
+        return [f"{where}.elements: 1 to {SLACK_ACTIONS_ELEMENTS} elements"]
+    errors: list[str] = []
+    seen: set[str] = set()
+    for number, element in enumerate(elements):
+        name = f"{where}.elements[{number}]"
+        if not isinstance(element, dict) or element.get("type") != "button":
+            errors.append(f"{name}: only buttons are checked")
+            continue
+        errors += _slack_text_object(
+            element.get("text"), f"{name}.text", SLACK_BUTTON_TEXT_LIMIT, plain_only=True
+        )
+        url = element.get("url")
+        if url is not None and (not _is_http_url(url) or len(url) > SLACK_BUTTON_URL_LIMIT):
+            errors.append(f"{name}.url: a URL of at most {SLACK_BUTTON_URL_LIMIT} characters")
+        action_id = element.get("action_id")
+        if action_id is not None:
+            if not isinstance(action_id, str) or len(action_id) > SLACK_ACTION_ID_LIMIT:
+                errors.append(f"{name}.action_id: at most {SLACK_ACTION_ID_LIMIT} characters")
+            elif action_id in seen:
+                errors.append(f"{name}.action_id: {action_id!r} is not unique in the block")
+            else:
+                seen.add(action_id)
+        if "style" in element and element["style"] not in SLACK_BUTTON_STYLES:
+            errors.append(f"{name}.style: primary or danger")
+    return errors
+
+
+def _slack_attachment_actions(actions: Any, where: str) -> list[str]:
+    """Legacy attachment actions: at most 5, each a button with a text; a link button has
+    a URL."""
+    if not isinstance(actions, list):
+        return [f"{where}.actions: must be an array"]
+    if len(actions) > SLACK_ATTACHMENT_ACTIONS:
+        return [f"{where}.actions: more than {SLACK_ATTACHMENT_ACTIONS} actions"]
+    errors: list[str] = []
+    for number, action in enumerate(actions):
+        name = f"{where}.actions[{number}]"
+        if not isinstance(action, dict) or action.get("type") != "button":
+            errors.append(f"{name}: only buttons are checked")
+            continue
+        text = action.get("text")
+        if not isinstance(text, str) or not text.strip():
+            errors.append(f"{name}.text: required")
+        if "url" in action and not _is_http_url(action["url"]):
+            errors.append(f"{name}.url: not a URL")
+        if "url" not in action and not action.get("name"):
+            errors.append(f"{name}: a button without url needs a name (and callback_id)")
+        if "style" in action and action["style"] not in SLACK_ATTACHMENT_BUTTON_STYLES:
+            errors.append(f"{name}.style: default, primary or danger")
     return errors
 
 
@@ -381,6 +453,8 @@ def slack_attachment_errors(attachments: Any) -> tuple[str, list[str]]:
             errors.append(f"{where}.mrkdwn_in: must be an array of strings")
         if "blocks" in item:
             errors += slack_block_errors(item["blocks"])
+        if "actions" in item:
+            errors += _slack_attachment_actions(item["actions"], where)
     return ("invalid_attachments" if errors else ""), errors
 
 
@@ -678,12 +752,21 @@ def teams_errors(body: bytes) -> tuple[int, list[str]]:
         else:
             for number, element in enumerate(body_items):
                 errors += _teams_element_errors(element, f"{where}.content.body[{number}]")
-        for number, action in enumerate(card.get("actions", [])):
+        actions = card.get("actions", [])
+        if not isinstance(actions, list) or len(actions) > TEAMS_MAX_ACTIONS:
+            errors.append(f"{where}.content.actions: at most {TEAMS_MAX_ACTIONS} actions")
+            actions = []
+        for number, action in enumerate(actions):
             name = f"{where}.content.actions[{number}]"
             if not isinstance(action, dict) or action.get("type") not in _TEAMS_ACTIONS:
                 errors.append(f"{name}: unknown action type")
-            elif action["type"] == "Action.OpenUrl" and not _is_http_url(action.get("url")):
+                continue
+            if action["type"] == "Action.OpenUrl" and not _is_http_url(action.get("url")):
                 errors.append(f"{name}.url: required URL")
+            if "title" in action and not isinstance(action["title"], str):
+                errors.append(f"{name}.title: must be a string")
+            if action.get("style", "default") not in TEAMS_ACTION_STYLES:
+                errors.append(f"{name}.style: default, positive or destructive")
         msteams = card.get("msteams")
         if msteams is not None and (
             not isinstance(msteams, dict) or msteams.get("width", "Full").lower() != "full"

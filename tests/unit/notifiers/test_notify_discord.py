@@ -16,7 +16,7 @@ from pudimd_plugins.notifiers.discord import (
 from pydantic import ValidationError
 
 from pudimd.alerting.notification import DeliveryError, Notification
-from tests.unit.notifiers.notifier_helpers import sample_notification
+from tests.unit.notifiers.notifier_helpers import action_links_on, sample_notification
 from tests.unit.notifiers.saas_fakes import discord_errors, discord_fake, post_raw
 
 pytestmark = pytest.mark.anyio
@@ -233,3 +233,49 @@ async def test_fake_refuses_invalid_messages(
     async with discord_fake() as fake:
         status, text = await post_raw(fake.url + HOOK, message)
     assert status == 400 and json.loads(text)["code"] == code
+
+
+# -- action links and acknowledgement ---------------------------------------------------
+
+
+async def test_each_firing_alert_has_markdown_links() -> None:
+    notification = sample_notification(firing=2, resolved=1)
+    with action_links_on() as checker:
+        async with discord_fake() as fake:
+            await send(notification, webhook_url=fake.url + HOOK)
+        (embed,) = fake.accepted[0]["embeds"]
+        firing, resolved = embed["description"].split("__Resolved__")
+        found = checker.found(firing)
+        assert checker.found(resolved) == []  # nothing to do about a resolved alert
+    fps = [alert.fingerprint for alert in notification.alerts]
+    assert [(f.fingerprint, f.action) for f in found] == [
+        (fps[0], "ack"),
+        (fps[0], "snooze"),
+        (fps[0], "resolve"),
+        (fps[1], "ack"),
+        (fps[1], "snooze"),
+        (fps[1], "resolve"),
+    ]
+    assert "[Acknowledge](http://pudimd.example:9093/api/v1/actions/" in firing
+    assert "[Snooze 1h](" in firing and "[Resolve](" in firing
+
+
+async def test_an_acknowledged_group_says_so_and_offers_only_resolve() -> None:
+    notification = sample_notification(firing=1, acknowledged=True)
+    with action_links_on() as checker:
+        async with discord_fake() as fake:
+            await send(notification, webhook_url=fake.url + HOOK)
+        (embed,) = fake.accepted[0]["embeds"]
+        assert embed["title"] == "[ACK] [FIRING:1] HighLatency"
+        assert embed["color"] == 0xE67E22
+        assert embed["description"].startswith("**Acknowledged**: someone is on it")
+        assert [f.action for f in checker.found(embed["description"])] == ["resolve"]
+
+
+async def test_no_links_without_links_turned_on() -> None:
+    async with discord_fake() as fake:
+        await send(sample_notification(firing=2), webhook_url=fake.url + HOOK)
+    (embed,) = fake.accepted[0]["embeds"]
+    assert (
+        "/api/v1/actions/" not in embed["description"] and "[Resolve]" not in embed["description"]
+    )

@@ -25,7 +25,11 @@ from pydantic import ValidationError
 
 from pudimd.alerting.notification import DeliveryError, Notification
 from tests.helpers import free_port
-from tests.unit.notifiers.notifier_helpers import sample_alert, sample_notification
+from tests.unit.notifiers.notifier_helpers import (
+    action_links_on,
+    sample_alert,
+    sample_notification,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -479,3 +483,51 @@ async def test_threading_puts_a_groups_mails_in_one_thread() -> None:
     assert first["References"] == second["References"] == first["In-Reply-To"]
     assert first["References"].startswith("<alert-")
     assert first["Message-ID"] != second["Message-ID"]
+
+
+# -- action links and acknowledgement ---------------------------------------------------
+
+
+async def test_each_firing_alert_has_its_links_in_text_and_html() -> None:
+    notification = sample_notification(firing=2, resolved=1)
+    with action_links_on() as checker:
+        async with smtpd() as box:
+            await deliver(notification, to="a@example.com", **plain(box.port))
+        message = box.last().message
+        text, html = body(message, "plain"), body(message, "html")
+        fps = [alert.fingerprint for alert in notification.alerts]
+        expected = [(fp, action) for fp in fps[:2] for action in ("ack", "snooze", "resolve")]
+        assert [(f.fingerprint, f.action) for f in checker.found(text)] == expected
+        # the anchors show labels, not URLs: each link once
+        assert [(f.fingerprint, f.action) for f in checker.found(html)] == expected
+    assert "  Acknowledge: http://pudimd.example:9093/api/v1/actions/" in text
+    assert "  Snooze 1h: http://" in text and "  Resolve: http://" in text
+    resolved = text.split("Resolved (1):")[1]
+    assert "/api/v1/actions/" not in resolved
+    assert '<a href="http://pudimd.example:9093/api/v1/actions/' in html
+    assert ">Acknowledge</a>" in html and ">Snooze 1h</a>" in html and ">Resolve</a>" in html
+
+
+async def test_an_acknowledged_group_says_so_in_subject_and_bodies() -> None:
+    notification = sample_notification(firing=1, acknowledged=True)
+    with action_links_on() as checker:
+        async with smtpd() as box:
+            await deliver(notification, to="a@example.com", **plain(box.port))
+        message = box.last().message
+        text, html = body(message, "plain"), body(message, "html")
+        assert [f.action for f in checker.found(text)] == ["resolve"]
+        assert [f.action for f in checker.found(html)] == ["resolve"]
+    assert message["Subject"] == "[ACK] [FIRING:1] HighLatency (prod)"
+    assert text.startswith(
+        "[ACK] [FIRING:1] HighLatency (prod)\n\n"
+        "Acknowledged: someone is on it; repeats are paused.\n\nFiring (1):"
+    )
+    assert "<strong>Acknowledged</strong>" in html and "[ACK] [FIRING:1]" in html
+
+
+async def test_no_links_without_links_turned_on() -> None:
+    async with smtpd() as box:
+        await deliver(sample_notification(firing=1), to="a@example.com", **plain(box.port))
+    message = box.last().message
+    assert "/api/v1/actions/" not in body(message, "plain")
+    assert "Acknowledge" not in body(message, "html")

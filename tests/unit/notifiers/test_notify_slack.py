@@ -13,7 +13,7 @@ from pudimd_plugins.notifiers.slack import SlackNotifier, SlackSettings, pudimd_
 from pydantic import ValidationError
 
 from pudimd.alerting.notification import DeliveryError, Notification
-from tests.unit.notifiers.notifier_helpers import sample_notification
+from tests.unit.notifiers.notifier_helpers import action_links_on, sample_notification
 from tests.unit.notifiers.saas_fakes import post_raw, slack_error, slack_fake
 
 pytestmark = pytest.mark.anyio
@@ -257,6 +257,15 @@ async def test_message_is_never_empty_even_when_every_text_renders_empty() -> No
     assert blocks == {"text": "pudimd notification"}
 
 
+BUTTON = {"type": "button", "text": "Ack", "url": "https://pudimd.example/a"}
+BLOCK_BUTTON = {
+    "type": "button",
+    "text": {"type": "plain_text", "text": "Ack"},
+    "url": "https://pudimd.example/a",
+    "action_id": "same",
+}
+
+
 @pytest.mark.parametrize(
     ("message", "code"),
     [
@@ -273,6 +282,33 @@ async def test_message_is_never_empty_even_when_every_text_renders_empty() -> No
         ({"blocks": [{"type": "divider"}] * 51}, "invalid_blocks"),
         ({"attachments": [{"title": "t", "color": "purple"}]}, "invalid_attachments"),
         ({"attachments": [{"text": "t"}] * 101}, "too_many_attachments"),
+        (
+            {"attachments": [{"text": "t", "actions": [BUTTON] * 6}]},
+            "invalid_attachments",
+        ),
+        (
+            {"attachments": [{"text": "t", "actions": [{**BUTTON, "url": "nope"}]}]},
+            "invalid_attachments",
+        ),
+        ({"blocks": [{"type": "actions", "elements": []}]}, "invalid_blocks"),
+        ({"blocks": [{"type": "actions", "elements": [BLOCK_BUTTON] * 2}]}, "invalid_blocks"),
+        (
+            {
+                "blocks": [
+                    {
+                        "type": "actions",
+                        "elements": [
+                            {**BLOCK_BUTTON, "text": {"type": "plain_text", "text": "b" * 76}}
+                        ],
+                    }
+                ]
+            },
+            "invalid_blocks",
+        ),
+        (
+            {"blocks": [{"type": "actions", "elements": [{**BLOCK_BUTTON, "style": "blue"}]}]},
+            "invalid_blocks",
+        ),
     ],
 )
 async def test_fake_webhook_refuses_invalid_messages(message: dict[str, Any], code: str) -> None:
@@ -290,3 +326,95 @@ async def test_fake_post_message_needs_a_channel() -> None:
             headers={"Authorization": f"Bearer {fake.token}"},
         )
     assert (status, json.loads(text)) == (200, {"ok": False, "error": "channel_not_found"})
+
+
+# -- action links and acknowledgement ---------------------------------------------------
+
+
+async def test_a_lone_firing_alert_has_link_buttons() -> None:
+    notification = sample_notification(firing=1, resolved=1)
+    with action_links_on() as checker:
+        async with slack_fake() as fake:
+            await send(notification, api_url=fake.url + HOOK)
+        attachment = fake.accepted[0]["attachments"][0]
+        actions = attachment["actions"]
+        assert [(a["type"], a["text"], a.get("style")) for a in actions] == [
+            ("button", "Acknowledge", "primary"),
+            ("button", "Snooze 1h", None),
+            ("button", "Resolve", None),
+        ]
+        found = [checker.verify(a["url"]) for a in actions]
+        firing = notification.alerts[0].fingerprint
+        assert [(f.fingerprint, f.action) for f in found] == [
+            (firing, "ack"),
+            (firing, "snooze"),
+            (firing, "resolve"),
+        ]
+        assert checker.found(attachment["text"]) == []  # the buttons are enough
+        assert actions[0]["url"].startswith("http://pudimd.example:9093/api/v1/actions/")
+
+
+async def test_several_firing_alerts_have_their_links_in_the_text() -> None:
+    notification = sample_notification(firing=2, resolved=1)
+    with action_links_on() as checker:
+        async with slack_fake() as fake:
+            await send(notification, api_url=fake.url + HOOK)
+        attachment = fake.accepted[0]["attachments"][0]
+        assert "actions" not in attachment
+        found = checker.found(attachment["text"])
+    fps = [alert.fingerprint for alert in notification.alerts]
+    assert [(f.fingerprint, f.action) for f in found] == [
+        (fps[0], "ack"),
+        (fps[0], "resolve"),
+        (fps[1], "ack"),
+        (fps[1], "resolve"),
+    ]
+    assert "|Acknowledge>" in attachment["text"] and "|Resolve>" in attachment["text"]
+
+
+async def test_no_links_without_an_external_url_or_without_links() -> None:
+    with action_links_on():
+        async with slack_fake() as fake:
+            await send(sample_notification(external_url=""), api_url=fake.url + HOOK)
+    async with slack_fake() as without:
+        await send(sample_notification(), api_url=without.url + HOOK)
+    for message in (fake.accepted[0], without.accepted[0]):
+        attachment = message["attachments"][0]
+        assert "actions" not in attachment and "/api/v1/actions/" not in attachment["text"]
+
+
+async def test_an_acknowledged_group_says_so_and_offers_only_resolve() -> None:
+    notification = sample_notification(firing=1, acknowledged=True)
+    with action_links_on() as checker:
+        async with slack_fake() as fake:
+            await send(notification, api_url=fake.url + HOOK)
+            await send(notification, api_url=fake.url + HOOK, blocks=True)
+        attachment = fake.accepted[0]["attachments"][0]
+        assert attachment["title"] == "[ACK] [FIRING:1] HighLatency"
+        assert attachment["fallback"].startswith("[ACK] [FIRING:1] HighLatency")
+        assert attachment["color"] == "warning"
+        assert attachment["text"].startswith("*Acknowledged*: someone is on it")
+        assert [a["text"] for a in attachment["actions"]] == ["Resolve"]
+        assert checker.verify(attachment["actions"][0]["url"]).action == "resolve"
+        blocks = fake.accepted[1]["blocks"]
+        assert blocks[0]["text"]["text"] == "[ACK] [FIRING:1] HighLatency"
+        (actions,) = [block for block in blocks if block["type"] == "actions"]
+        assert [e["action_id"] for e in actions["elements"]] == ["pudimd-resolve"]
+
+
+async def test_blocks_carry_the_buttons_in_an_actions_block() -> None:
+    notification = sample_notification(firing=1)
+    with action_links_on() as checker:
+        async with slack_fake() as fake:
+            await send(notification, api_url=fake.url + HOOK, blocks=True)
+        blocks = fake.accepted[0]["blocks"]
+        assert [block["type"] for block in blocks] == ["header", "section", "actions", "context"]
+        elements = blocks[2]["elements"]
+        assert [e["text"]["text"] for e in elements] == ["Acknowledge", "Snooze 1h", "Resolve"]
+        assert [e["action_id"] for e in elements] == [
+            "pudimd-ack",
+            "pudimd-snooze",
+            "pudimd-resolve",
+        ]
+        assert elements[0]["style"] == "primary" and "style" not in elements[1]
+        assert [checker.verify(e["url"]).action for e in elements] == ["ack", "snooze", "resolve"]

@@ -13,7 +13,7 @@ from pudimd_plugins.notifiers.teams import TeamsNotifier, TeamsSettings, pudimd_
 from pydantic import ValidationError
 
 from pudimd.alerting.notification import DeliveryError, Notification
-from tests.unit.notifiers.notifier_helpers import sample_notification
+from tests.unit.notifiers.notifier_helpers import action_links_on, sample_notification
 from tests.unit.notifiers.saas_fakes import (
     TEAMS_MESSAGE_LIMIT,
     post_raw,
@@ -161,6 +161,9 @@ def test_fake_accepts_a_minimal_card() -> None:
     assert teams_errors(_json(_message())) == (202, [])
 
 
+OPEN = {"type": "Action.OpenUrl", "title": "Open", "url": "https://pudimd.example/"}
+
+
 @pytest.mark.parametrize(
     ("message", "error"),
     [
@@ -176,6 +179,9 @@ def test_fake_accepts_a_minimal_card() -> None:
         (_message(body=[{"type": "TextBlock"}]), "text: required string"),
         (_message(body=[{"type": "FactSet", "facts": []}]), "facts: required non-empty"),
         (_message(actions=[{"type": "Action.OpenUrl"}]), "url: required URL"),
+        (_message(actions=[OPEN] * 7), "content.actions: at most 6 actions"),
+        (_message(actions=[{**OPEN, "style": "loud"}]), "style: default, positive"),
+        (_message(actions=[{**OPEN, "title": 3}]), "title: must be a string"),
     ],
 )
 async def test_fake_refuses_invalid_cards(message: dict[str, Any], error: str) -> None:
@@ -191,3 +197,62 @@ async def test_fake_refuses_a_message_over_28_kb() -> None:
     async with teams_fake() as fake:
         status, _ = await post_raw(fake.url + HOOK, message)
     assert status == 413
+
+
+# -- action links and acknowledgement ---------------------------------------------------
+
+
+async def test_a_lone_firing_alert_has_open_url_actions() -> None:
+    notification = sample_notification(firing=1, resolved=1)
+    with action_links_on() as checker:
+        async with teams_fake() as fake:
+            await send(notification, webhook_url=fake.url + HOOK)
+        content = card(fake.accepted[0])
+        actions = content["actions"]
+        assert [(a["type"], a["title"], a.get("style")) for a in actions] == [
+            ("Action.OpenUrl", "Acknowledge", "positive"),
+            ("Action.OpenUrl", "Snooze 1h", None),
+            ("Action.OpenUrl", "Resolve", None),
+            ("Action.OpenUrl", "Open pudimd", None),
+        ]
+        firing = notification.alerts[0].fingerprint
+        found = [checker.verify(a["url"]) for a in actions[:3]]
+        assert [(f.fingerprint, f.action) for f in found] == [
+            (firing, "ack"),
+            (firing, "snooze"),
+            (firing, "resolve"),
+        ]
+        assert checker.found(content["body"][1]["text"]) == []
+
+
+async def test_several_firing_alerts_have_their_links_in_the_text() -> None:
+    notification = sample_notification(firing=2)
+    with action_links_on() as checker:
+        async with teams_fake() as fake:
+            await send(notification, webhook_url=fake.url + HOOK)
+        content = card(fake.accepted[0])
+        text = content["body"][1]["text"]
+        found = checker.found(text)
+    assert [a["title"] for a in content["actions"]] == ["Open pudimd"]
+    fps = [alert.fingerprint for alert in notification.alerts]
+    assert [(f.fingerprint, f.action) for f in found] == [
+        (fps[0], "ack"),
+        (fps[0], "resolve"),
+        (fps[1], "ack"),
+        (fps[1], "resolve"),
+    ]
+    assert "[Acknowledge](http://pudimd.example:9093/api/v1/actions/" in text
+
+
+async def test_an_acknowledged_group_says_so_and_offers_only_resolve() -> None:
+    with action_links_on() as checker:
+        async with teams_fake() as fake:
+            await send(
+                sample_notification(firing=1, acknowledged=True), webhook_url=fake.url + HOOK
+            )
+        content = card(fake.accepted[0])
+        title, text, _ = content["body"]
+        assert title["text"] == "[ACK] [FIRING:1] HighLatency" and title["color"] == "Warning"
+        assert text["text"].startswith("**Acknowledged**: someone is on it")
+        assert [a["title"] for a in content["actions"]] == ["Resolve", "Open pudimd"]
+        assert checker.verify(content["actions"][0]["url"]).action == "resolve"
