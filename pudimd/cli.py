@@ -430,8 +430,9 @@ def _add_alerting_commands() -> None:
     from pudimd.cli_alerting import alerts, notify, route, silences
     from pudimd.cli_oncall import oncall  # and ack, assign... in the alerts group
     from pudimd.cli_rules import rules
+    from pudimd.cli_simulate import simulate
 
-    for command in (alerts, silences, notify, route, rules, oncall):
+    for command in (alerts, silences, notify, route, rules, oncall, simulate):
         cli.add_command(command)
 
 

@@ -266,12 +266,15 @@ class Daemon:
             self._tg = tg
             tg.start_soon(self._signals)
             await tg.start(store_svc.run, self.store.run)
+            # the app first: what it installs (action links in notifications) is there
+            # before the outbox resumes the notifications a restart left pending
+            app = make_app(self)
             await tg.start(alert_svc.run, self.alerting.run)
             await tg.start(rules_svc.run, lambda task_status: rules.run(task_status=task_status))
             host, port = self.listen_address(config)
             self.port = await tg.start(
                 api_svc.run,
-                lambda task_status: serve(make_app(self), host, port, task_status=task_status),
+                lambda task_status: serve(app, host, port, task_status=task_status),
             )
             await tg.start(sched_svc.run, self.scheduler.run)
             self.scheduler.apply(config.targets)

@@ -121,6 +121,7 @@ class Alerting:
         self._events: list[dict[str, Any]] = []
         self._ack_expiry: list[tuple[float, str]] = []
         self._people: set[str] | None = None
+        self._silence_change: float | None = None
         self._directory: OncallDirectory | None = None
         self.escalator = Escalator(
             self._escalate,
@@ -297,6 +298,13 @@ class Alerting:
         if self._batch_failed is not None:
             raise self._batch_failed
 
+    async def run_writer(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Only the writer (what :meth:`post` waits for), without the timed loops: for a
+        simulation that drives :meth:`housekeep`, ``dispatcher.flush_due`` and
+        ``escalator.fire_due`` on a virtual clock."""
+        task_status.started()
+        await self._writer()
+
     async def _writer(self) -> None:
         failures = 0
         while True:
@@ -389,18 +397,19 @@ class Alerting:
     async def _housekeeping(self) -> None:
         while True:
             now = self.clock()
-            wait, silence_change = self.housekeep(now)
+            wait, _ = self.housekeep(now)
             self._wake_expiry = anyio.Event()
             with anyio.move_on_after(max(wait, 0.01)):
                 await self._wake_expiry.wait()
-            if silence_change is not None and self.clock() >= silence_change:
-                self.dispatcher.touch_all(self.clock())
 
     def housekeep(self, now: float) -> tuple[float, float | None]:
         """One pass of what time does at ``now``: alerts past their end resolve,
         acknowledgements run out, old state is collected, expire_on_resolve silences
-        end.  Returns how long until the next pass is needed, and when a silence next
-        starts or ends (None: none will)."""
+        end, and every group is looked at again once a silence started or ended.
+        Returns how long until the next pass is needed, and when a silence next starts or
+        ends (None: none will)."""
+        if self._silence_change is not None and now >= self._silence_change:
+            self.dispatcher.touch_all(now)  # what a silence mutes changed
         resolved: list[str] = []
         while self._expiry and self._expiry[0][0] <= now:
             ends_at, fp = heapq.heappop(self._expiry)
@@ -422,7 +431,7 @@ class Alerting:
             wait = min(wait, self._ack_expiry[0][0] - now)
         if silence_change is not None:
             wait = min(wait, silence_change - now)
-            # a silence starting or ending changes what is muted
+        self._silence_change = silence_change
         return wait, silence_change
 
     def _expire_acks(self, now: float) -> None:
