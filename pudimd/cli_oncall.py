@@ -9,12 +9,23 @@ import getpass
 import json
 import re
 import urllib.parse
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pudimd.cli_alerting import _options, _output, _table, alerts, call, daemon_url
+from pudimd.cli_alerting import (
+    _iso,
+    _now,
+    _options,
+    _output,
+    _seconds,
+    _table,
+    alerts,
+    call,
+    daemon_url,
+)
 
 __all__ = ["alerts", "oncall"]
 
@@ -181,21 +192,50 @@ def resolve(
 @alerts.command("history")
 @_options
 @_output
-@click.argument("fingerprint")
-def history(config_path: Path, url: str | None, output: str, fingerprint: str) -> None:
+@click.option(
+    "--target", metavar="NAME", help="A target's uptime and the alert events about it instead."
+)
+@click.option(
+    "--since",
+    metavar="DURATION",
+    help="With --target: the events of the last DURATION (default 90d).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="With --target: at most this many events (the oldest in the range).",
+)
+@click.argument("fingerprint", required=False)
+def history(
+    config_path: Path,
+    url: str | None,
+    output: str,
+    target: str | None,
+    since: str | None,
+    limit: int,
+    fingerprint: str | None,
+) -> None:
     """An alert's timeline: fired, acknowledged, assigned, commented, resolved..., and
-    the notifications of its groups with each delivery attempt."""
-    (fp,) = _fingerprints((fingerprint,))
+    the notifications of its groups with each delivery attempt.  With --target NAME
+    instead of a FINGERPRINT: the target's uptime (the share of successful checks) over
+    24h, 7d, 30d and 90d, and the events of its alerts over --since."""
+    if (fingerprint is None) == (target is None):
+        raise click.UsageError("give an alert's FINGERPRINT or --target NAME (one of them)")
+    if target is not None:
+        _target_history(daemon_url(config_path, url), output, target, since or "90d", limit)
+        return
+    if since is not None:
+        raise click.UsageError("--since goes with --target")
+    (fp,) = _fingerprints((fingerprint or "",))
     found = call(daemon_url(config_path, url), "GET", f"/api/v1/alerts/{fp}/history")
     if output == "json":
         click.echo(json.dumps(found, indent=2))
         return
     rows: list[tuple[str, list[str]]] = []
     for event in found["events"]:
-        who = event["actor"] or ""
-        if event["interface"]:
-            who += f" ({event['interface']})"
-        rows.append((event["at"], [event["kind"], who, _detail(event["detail"])]))
+        rows.append((event["at"], [event["kind"], _who(event), _detail(event["detail"])]))
     for sent in found["notifications"]:
         what = f"{sent['status']}{' (acknowledged)' if sent['acknowledged'] else ''}"
         rows.append(
@@ -213,6 +253,112 @@ def history(config_path: Path, url: str | None, output: str, fingerprint: str) -
         [[at[:23].replace("T", " "), *cells] for at, cells in rows],
         ["AT", "EVENT", "BY", "DETAIL"],
     )
+
+
+def _who(event: dict[str, Any]) -> str:
+    who: str = event["actor"] or ""
+    if event["interface"]:
+        who += f" ({event['interface']})"
+    return who
+
+
+def _target_history(base: str, output: str, target: str, since: str, limit: int) -> None:
+    """``alerts history --target``: two calls, the uptime and the target's events."""
+    start = _now() - timedelta(seconds=_seconds(since, "--since"))
+    name = urllib.parse.quote(target, safe="")
+    uptime = call(base, "GET", f"/api/v1/targets/{name}/uptime")
+    query = urllib.parse.urlencode({"target": target, "since": _iso(start), "limit": str(limit)})
+    events = call(base, "GET", f"/api/v1/history?{query}")["events"]
+    if output == "json":
+        click.echo(json.dumps({"uptime": uptime, "events": events}, indent=2))
+        return
+    _table(
+        [
+            [
+                w["window"],
+                str(w["checks"]),
+                str(w["failures"]),
+                "-" if w["uptimePercent"] is None else f"{w['uptimePercent']:.3f}%",
+            ]
+            for w in uptime["windows"]
+        ],
+        ["WINDOW", "CHECKS", "FAILURES", "UPTIME"],
+    )
+    click.echo("")
+    if not events:
+        click.echo(f"No alert events for {target} in the last {since}.")
+        return
+    _table(
+        [
+            [
+                e["at"][:23].replace("T", " "),
+                e["alertname"],
+                e["fingerprint"],
+                e["kind"],
+                _who(e),
+                _detail(e["detail"]),
+            ]
+            for e in events
+        ],
+        ["AT", "ALERT", "FINGERPRINT", "EVENT", "BY", "DETAIL"],
+    )
+    if len(events) >= limit:
+        click.echo(
+            f"(the first {limit} events since {_iso(start)}: narrow --since or raise --limit)"
+        )
+
+
+@alerts.command("report")
+@_options
+@_output
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    metavar="DURATION",
+    help="The episodes of alerts that fired in the last DURATION.",
+)
+def report(config_path: Path, url: str | None, output: str, since: str) -> None:
+    """How fast alerts are answered: MTTA (mean time to acknowledge) and MTTR (mean time
+    to resolve), with medians and counts, in all, per receiver and per team (the team an
+    episode was last assigned to, or its assigned user's teams).  An episode is one firing
+    of an alert, from fired to resolved."""
+    now = _now()
+    query = urllib.parse.urlencode(
+        {"since": _iso(now - timedelta(seconds=_seconds(since, "--since"))), "until": _iso(now)}
+    )
+    found = call(daemon_url(config_path, url), "GET", f"/api/v1/reports/response?{query}")
+    if output == "json":
+        click.echo(json.dumps(found, indent=2))
+        return
+    rows = [_report_row("all", "-", found["total"])]
+    rows += [_report_row("receiver", r["receiver"], r) for r in found["receivers"]]
+    rows += [_report_row("team", t["team"], t) for t in found["teams"]]
+    rows.append(_report_row("team", "(none)", found["noTeam"]))
+    _table(rows, _REPORT_HEADER)
+
+
+_REPORT_HEADER = ["BY", "NAME", "EPISODES", "ACKED", "UNACKED", "RESOLVED", "OPEN", "MTTA",
+                  "MTTA-P50", "MTTR", "MTTR-P50"]  # fmt: skip
+
+
+def _report_row(by: str, name: str, stats: dict[str, Any]) -> list[str]:
+    counts = [str(stats[key]) for key in ("episodes", "acknowledged", "unacknowledged")]
+    counts += [str(stats[key]) for key in ("resolved", "open")]
+    times = [
+        _span(stats[measure][key])
+        for measure in ("mtta", "mttr")
+        for key in ("meanSeconds", "medianSeconds")
+    ]
+    return [by, name, *counts, *times]
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    from pudimd.durations import format_duration
+
+    return format_duration(timedelta(seconds=round(seconds, 0 if seconds >= 60 else 3)))
 
 
 def _detail(detail: dict[str, Any]) -> str:

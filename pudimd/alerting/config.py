@@ -137,6 +137,10 @@ class AlertingBase(StrictModel):
     silence_retention: PositiveDuration = Field(
         timedelta(days=5), description="How long expired silences are kept"
     )
+    history_retention: PositiveDuration = Field(
+        timedelta(days=365),
+        description="How long alerts' timelines (fired, acknowledged, escalated...) are kept",
+    )
     resolved_retention: PositiveDuration = Field(
         timedelta(hours=1), description="How long resolved alerts stay in the store"
     )

@@ -97,6 +97,7 @@ class Alerting:
         self.config_text = ""
         self.resolve_timeout = 300.0
         self.resolved_retention = 3600.0
+        self.history_retention = 365 * 86400.0
         self._alerts: dict[str, Alert] = {}
         self.silences = Silences(clock=clock, on_change=self._silence_changed)
         self.inhibitor = Inhibitor([])
@@ -185,6 +186,7 @@ class Alerting:
         self.config_text = config_text
         self.resolve_timeout = config.global_.resolve_timeout.total_seconds()
         self.resolved_retention = config.resolved_retention.total_seconds()
+        self.history_retention = config.history_retention.total_seconds()
         self.silences.retention = config.silence_retention.total_seconds()
         out = config.outbox
         self.outbox.settings = OutboxSettings(
@@ -246,6 +248,7 @@ class Alerting:
             tg.start_soon(self.outbox.run)
             tg.start_soon(self._housekeeping)
             tg.start_soon(self.escalator.run)
+            tg.start_soon(self._prune_history)
             task_status.started()
 
     # -- posting ------------------------------------------------------------------------
@@ -401,6 +404,24 @@ class Alerting:
             self._wake_expiry = anyio.Event()
             with anyio.move_on_after(max(wait, 0.01)):
                 await self._wake_expiry.wait()
+
+    async def _prune_history(self, first: float = 60.0, every: float = 3600.0) -> None:
+        """Delete timeline events older than ``history_retention``, a minute after start
+        and then every hour (in short transactions: the first run after an upgrade may
+        have much to delete)."""
+        from pudimd.store.history import prune_events
+
+        await anyio.sleep(first)
+        while True:
+            try:
+                deleted = await prune_events(
+                    self.db.engine, self.clock() - self.history_retention
+                )
+                if deleted:
+                    log.info("old timeline events deleted", events=deleted)
+            except Exception as exc:
+                log.error("cannot delete old timeline events", error=str(exc))
+            await anyio.sleep(every)
 
     def housekeep(self, now: float) -> tuple[float, float | None]:
         """One pass of what time does at ``now``: alerts past their end resolve,

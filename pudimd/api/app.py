@@ -73,15 +73,19 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
     app.router.add_put("/-/reload", _reload)
+    from pudimd.api import actionlinks
     from pudimd.api.alertmanager import alertmanager_routes
     from pudimd.api.amwebhook import webhook_routes
     from pudimd.api.notify import notify_routes
     from pudimd.api.oncall import oncall_routes
+    from pudimd.api.reports import reports_routes
 
     app.router.add_routes(alertmanager_routes(daemon))
     app.router.add_routes(webhook_routes(daemon))
     app.router.add_routes(notify_routes(daemon))
     app.router.add_routes(oncall_routes(daemon))
+    app.router.add_routes(reports_routes(daemon))
+    actionlinks.install(app, daemon)
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)
     app.on_cleanup.append(lambda _app: close_runner(probe))

@@ -127,6 +127,7 @@ async def test_an_acknowledgement_until_a_time_runs_out_and_notifies_again(
         assert "acknowledged" not in hook.payloads[-1]
         alert = alerting.alert(FP)
         assert alert is not None and alert.acked_by is None
+        await alerting.post([])  # the writer has caught up
         assert [e[0] for e in await events(alerting)] == ["fired", "acknowledged", "ack_expired"]
 
 
@@ -233,3 +234,24 @@ async def test_a_collected_episode_is_written_to_the_timeline(
         timeline = await alerting.timeline(fingerprint=FP)
         assert [e["kind"] for e in timeline] == ["fired", "resolved"]
         assert timeline[0]["detail"] == {"labels": LABELS} and timeline[0]["at"] >= started
+
+
+async def test_timeline_events_older_than_history_retention_are_deleted(
+    migrated: Path, tmp_path: Path
+) -> None:
+    async with collector() as hook, running_engine(
+        migrated, tmp_path, config(hook.port), notifier_types=TYPES
+    ) as alerting:
+        now = time.time()
+        old = now - alerting.history_retention - 86400
+        event = {"fingerprint": FP, "kind": "commented", "alertname": "DiskFull",
+                 "target": "db1", "actor": "a", "interface": "api", "detail": {}}  # fmt: skip
+        await alerting.db.write_alerts([], events=[{**event, "at": old}, {**event, "at": now}])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(alerting._prune_history, 0.0, 3600.0)
+            with anyio.fail_after(5):
+                while len(await alerting.db.events(fingerprint=FP)) != 1:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        [kept] = await alerting.db.events(fingerprint=FP)
+        assert kept["at"] == pytest.approx(now)
