@@ -60,14 +60,21 @@ __all__ = [
     "CheckSpec",
     "ExpectedAlert",
     "Failure",
+    "FileProblems",
     "InlineTarget",
     "Outcome",
+    "ResultSeries",
     "RuleTest",
     "RuleTestFile",
     "Suite",
     "load_tests",
     "load_tests_text",
     "parse_series",
+    "parse_yaml",
+    "read_file",
+    "series_checks",
+    "to_ms",
+    "unknown_target",
 ]
 
 START = 1_704_067_200.0
@@ -549,7 +556,7 @@ def parse_series(text: str) -> list[ProbeResult | None]:
     return out
 
 
-class _Problems:
+class FileProblems:
     """Problems found in one file, each placed at its line and column."""
 
     def __init__(self, file: str, text: str) -> None:
@@ -619,7 +626,7 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _read(path: Path) -> str:
+def read_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -629,7 +636,7 @@ def _read(path: Path) -> str:
         raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
 
 
-def _parse(text: str, file: str) -> dict[str, Any]:
+def parse_yaml(text: str, file: str) -> dict[str, Any]:
     try:
         data = yaml_rs.loads(text, parse_datetime=False) if text.strip() else {}
     except Exception as exc:
@@ -660,9 +667,9 @@ def _from_config(path: Path, env: Mapping[str, str]) -> tuple[list[RuleConfig], 
     is not read, so secrets, the Alertmanager file and plugins need not be there; env
     variables are expanded (unset ones are empty).  Raises ConfigError."""
     file = str(path)
-    text = _read(path)
-    data = _parse(text, file)
-    problems = _Problems(file, text)
+    text = read_file(path)
+    data = parse_yaml(text, file)
+    problems = FileProblems(file, text)
     if "$" in text:
         data = _expand(data, env)
     defaults = data.get("defaults")
@@ -710,7 +717,7 @@ def _from_config(path: Path, env: Mapping[str, str]) -> tuple[list[RuleConfig], 
 
 
 def _check_sources(
-    problems: _Problems,
+    problems: FileProblems,
     rules: list[RuleConfig],
     targets: list[InlineTarget],
     rules_path: list[str | int],
@@ -732,7 +739,7 @@ def _check_sources(
 def load_tests(path: str | Path, env: Mapping[str, str] | None = None) -> Suite:
     """Read the rule test file at ``path``.  Raises ConfigError (``file:line:column``)."""
     path = Path(path)
-    return load_tests_text(_read(path), file=str(path), env=env)
+    return load_tests_text(read_file(path), file=str(path), env=env)
 
 
 def load_tests_text(
@@ -741,8 +748,8 @@ def load_tests_text(
     """Read rule test ``text`` (named ``file``; ``config:`` is relative to its folder).
     Raises ConfigError."""
     env = os.environ if env is None else env
-    data = _parse(text, file)
-    problems = _Problems(file, text)
+    data = parse_yaml(text, file)
+    problems = FileProblems(file, text)
     try:
         model = RuleTestFile.model_validate(data)
     except ValidationError as exc:
@@ -777,12 +784,12 @@ def load_tests_text(
     return Suite(file, rules, targets, cases, problems.locator)
 
 
-def _ms(value: timedelta) -> int:
+def to_ms(value: timedelta) -> int:
     return round(value.total_seconds() * 1000)
 
 
 def _case(
-    problems: _Problems,
+    problems: FileProblems,
     test: RuleTest,
     index: int,
     rules: list[RuleConfig],
@@ -794,10 +801,10 @@ def _case(
     events: list[tuple[int, int, str, ProbeResult]] = []
     for number, entry in enumerate(test.results):
         where = [*base, "results", number]
-        results = _series(problems, entry.series, [*where, "series"])
+        results = series_checks(problems, entry.series, [*where, "series"])
         target = by_name.get(entry.target)
         if target is None:
-            problems.add([*where, "target"], _unknown_target(entry.target, list(by_name)))
+            problems.add([*where, "target"], unknown_target(entry.target, list(by_name)))
             continue
         if not target.enabled:
             problems.add(
@@ -813,7 +820,7 @@ def _case(
                 "the target (a target with a cron schedule has none)",
             )
             continue
-        start, step = _ms(entry.start), _ms(interval)
+        start, step = to_ms(entry.start), to_ms(interval)
         for position, result in enumerate(results):
             if result is not None:
                 events.append((start + position * step, number, entry.target, result))
@@ -851,20 +858,20 @@ def _case(
                 )
             for name in spec.blocked_by:
                 if name not in by_name:
-                    problems.add([*at, "blocked_by"], _unknown_target(name, list(by_name)))
+                    problems.add([*at, "blocked_by"], unknown_target(name, list(by_name)))
             expected.append(({**labels, "alertname": check.alertname}, spec))
-        checks.append(_Check(_ms(check.at), check.alertname, tuple(expected), tuple(where)))
-    every = max(1, _ms(test.evaluation_interval or evaluation))
+        checks.append(_Check(to_ms(check.at), check.alertname, tuple(expected), tuple(where)))
+    every = max(1, to_ms(test.evaluation_interval or evaluation))
     return _Case(test.name or f"test {index + 1}", events, checks, every, test.recheck)
 
 
-def _unknown_target(name: str, known: list[str]) -> str:
+def unknown_target(name: str, known: list[str]) -> str:
     """``unknown target 'x'`` with the closest known name as a suggestion."""
     return unknown_field(name, known).replace("unknown field", "unknown target", 1)
 
 
-def _series(
-    problems: _Problems, series: str | list[Any], where: list[str | int]
+def series_checks(
+    problems: FileProblems, series: str | list[Any], where: list[str | int]
 ) -> list[ProbeResult | None]:
     """The checks of a series, in order (None: ``_``, no check at that step)."""
     if isinstance(series, str):

@@ -61,13 +61,13 @@ from pudimd.alerting.routing import format_labels
 from pudimd.alerting.rules import RECHECK_WAIT, RuleEngine
 from pudimd.alerting.ruletest import (
     START,
+    FileProblems,
     ResultSeries,
-    _ms,
-    _parse,
-    _Problems,
-    _read,
-    _series,
-    _unknown_target,
+    parse_yaml,
+    read_file,
+    series_checks,
+    to_ms,
+    unknown_target,
 )
 from pudimd.alerting.silences import Silence, SilenceError
 from pudimd.alerting.workflow import Action, ActionError
@@ -274,9 +274,9 @@ def load_scenario(
 
     path = Path(path)
     file = str(path)
-    text = _read(path)
-    data = _parse(text, file)
-    problems = _Problems(file, text)
+    text = read_file(path)
+    data = parse_yaml(text, file)
+    problems = FileProblems(file, text)
     try:
         model = SimulationFile.model_validate(data)
     except ValidationError as exc:
@@ -316,7 +316,7 @@ def load_scenario(
                 [*where, "alertname"], f"no rule is named {ack.alertname!r} (rules: {known})"
             )
         if ack.target is not None and ack.target not in targets:
-            problems.add([*where, "target"], _unknown_target(ack.target, list(targets)))
+            problems.add([*where, "target"], unknown_target(ack.target, list(targets)))
     for number, spec in enumerate(model.silences):
         try:
             _silence(spec, START).validate(START)
@@ -365,15 +365,17 @@ def _lenient_secrets(unread: list[str]) -> Iterator[None]:
         settings.read_secret_file = real
 
 
-def _checks(problems: _Problems, model: SimulationFile, targets: Mapping[str, Any]) -> list[_Check]:
+def _checks(
+    problems: FileProblems, model: SimulationFile, targets: Mapping[str, Any]
+) -> list[_Check]:
     """The checks of ``results:`` at their offsets (as a rule test's ``results``)."""
     out: list[_Check] = []
     for number, entry in enumerate(model.results):
         where: list[str | int] = ["results", number]
-        results = _series(problems, entry.series, [*where, "series"])
+        results = series_checks(problems, entry.series, [*where, "series"])
         target = targets.get(entry.target)
         if target is None:
-            problems.add([*where, "target"], _unknown_target(entry.target, list(targets)))
+            problems.add([*where, "target"], unknown_target(entry.target, list(targets)))
             continue
         if not target.enabled:
             problems.add(
@@ -389,7 +391,7 @@ def _checks(problems: _Problems, model: SimulationFile, targets: Mapping[str, An
                 "or on the target (a target with a cron schedule has none)",
             )
             continue
-        start, step = _ms(entry.start), _ms(interval)
+        start, step = to_ms(entry.start), to_ms(interval)
         for position, result in enumerate(results):
             if result is not None:
                 at = (start + position * step) / 1000
@@ -399,7 +401,7 @@ def _checks(problems: _Problems, model: SimulationFile, targets: Mapping[str, An
 
 
 def _recorded(
-    problems: _Problems,
+    problems: FileProblems,
     model: SimulationFile,
     base: Path,
     targets: Mapping[str, Any],
