@@ -620,8 +620,40 @@ class Alerting:
             )
             if low <= at <= high
         ]
-        merged = sorted([*stored, *live], key=lambda e: e["at"])
+        merged = [*stored, *live]
+        if fingerprint is not None:
+            merged.extend(self._context_events(merged, now))
+        merged.sort(key=lambda e: (e["at"], e["kind"] != "fired"))
         return _without_echoes(merged)[:limit]
+
+    def _context_events(self, events: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """For one alert's timeline: each "fired" event says where the route tree sends
+        the alert (``routed``: the receivers of the current routes), and the silences
+        that muted it during each episode are "silenced" events (from the silences still
+        kept)."""
+        out: list[dict[str, Any]] = []
+        fired = [e for e in events if e["kind"] == "fired"]
+        ends = sorted(e["at"] for e in events if e["kind"] == "resolved")
+        for event in fired:
+            labels = event["detail"].get("labels")
+            if not isinstance(labels, dict):
+                continue
+            receivers = list(dict.fromkeys(r.receiver for r in self.routes_for(labels)))
+            event["detail"] = {**event["detail"], "routed": receivers}
+            end = next((at for at in ends if at >= event["at"]), now)
+            for silence in self.silences.query():
+                if silence.matches(labels) and silence.starts_at < end and (
+                    silence.ends_at > event["at"]
+                ):
+                    detail = {
+                        "silence": silence.id,
+                        "by": silence.created_by,
+                        "comment": silence.comment,
+                        "until": silence.ends_at,
+                    }
+                    at = max(silence.starts_at, event["at"])
+                    out.append({**event, "kind": "silenced", "at": at, "detail": detail})
+        return out
 
     # -- escalation ---------------------------------------------------------------------
 
@@ -631,8 +663,22 @@ class Alerting:
             return
         self.escalator.update(group.key, policy, bool(firing) and not all_acked, now)
 
+    async def escalate_to(self, eid: str, targets: Sequence[EscalationTarget]) -> list[str]:
+        """A manual override: notify ``targets`` about escalation ``eid``'s alerts now,
+        whatever its policy says (its own levels go on as they were).  KeyError when no
+        such escalation is in progress."""
+        escalation = self.escalator.active[eid]
+        level = max(escalation.level - 1, 0)
+        return await self._escalate(escalation, level, targets, self.clock(), override=True)
+
     async def _escalate(
-        self, escalation: Escalation, level: int, targets: Sequence[EscalationTarget], now: float
+        self,
+        escalation: Escalation,
+        level: int,
+        targets: Sequence[EscalationTarget],
+        now: float,
+        *,
+        override: bool = False,
     ) -> list[str]:
         """Notify one level of ``escalation``: the group's firing alerts to every integration
         of the receivers its targets reach."""
@@ -661,6 +707,8 @@ class Alerting:
             "targets": [str(t) for t in targets],
             "receivers": receivers,
         }
+        if override:
+            detail["override"] = True
         for alert in firing:
             self._record(alert, "escalated", now, detail=detail)
         self._wake_writer.set()

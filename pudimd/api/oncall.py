@@ -16,6 +16,8 @@ timeline.  Errors are RFC 9457 problem documents (:mod:`pudimd.api.problems`).
 ``GET /api/v1/escalations``                escalations in progress: group, policy, next level, due
 ``POST /api/v1/escalations/{id}/escalate`` notify the next level now
 ``POST /api/v1/escalations/{id}/stop``     stop it (the alerts stay as they are)
+``POST /api/v1/escalations/{id}/notify``   override: notify ``targets`` now (a list of
+                                           ``{user|team|schedule|receiver: NAME}``)
 ``GET /api/v1/oncall``                     who is on call in each schedule, now or ``at``
 ``GET /api/v1/oncall/schedules/{name}``    a schedule's shifts from ``from`` (default now)
                                            for ``days`` (default 7, at most 366)
@@ -43,7 +45,7 @@ from pudimd.api.problems import Problem, problem_response
 
 if TYPE_CHECKING:
     from pudimd.alerting.engine import Alerting, AlertView
-    from pudimd.alerting.escalation import Escalation
+    from pudimd.alerting.escalation import Escalation, EscalationTarget
     from pudimd.alerting.oncall import OncallDirectory
     from pudimd.daemon import Daemon
     from pudimd.store.alerting import EventRow, OutboxRow
@@ -151,8 +153,15 @@ class _OncallAPI:
             stopped = alerting.escalator.stop(eid)
             assert stopped is not None
             escalation = stopped
+        elif action == "notify":
+            targets = _targets(await read_json(request) if request.can_read_body else {})
+            reached = await alerting.escalate_to(eid, targets)
+            log.info("escalation override", escalation=eid, receivers=reached)
+            return web.json_response(
+                {**escalation_json(alerting.escalator.active[eid]), "receivers": reached}
+            )
         else:
-            raise Problem(404, f"no action {action!r} (escalate, stop)")
+            raise Problem(404, f"no action {action!r} (escalate, stop, notify)")
         log.info("escalation " + action, escalation=eid, interface=_interface(request))
         return web.json_response(escalation_json(escalation))
 
@@ -251,6 +260,26 @@ def _action(kind: ActionKind, body: Any, request: web.Request) -> Action:
         assignee=body.get("assignee"),
         comment=body.get("comment"),
     )
+
+
+def _targets(body: Any) -> list[EscalationTarget]:
+    from pydantic import ValidationError
+
+    from pudimd.alerting.escalation import EscalationTarget
+
+    items = body.get("targets") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise Problem(400, "targets: a non-empty list is needed", errors=[_error("targets", "")])
+    out: list[EscalationTarget] = []
+    for index, item in enumerate(items):
+        try:
+            out.append(EscalationTarget.model_validate(item))
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise Problem(
+                400, f"targets[{index}]: {reason}", errors=[_error(f"targets[{index}]", reason)]
+            ) from None
+    return out
 
 
 def _interface(request: web.Request) -> str:

@@ -99,7 +99,7 @@ async def test_ack_for_a_while_then_assign_comment_and_resolve(client: Client) -
         ("commented", "bob", "cli"),
         ("resolved", "alice", "cli"),
     ]
-    assert history["events"][0]["detail"] == {"labels": LABELS}
+    assert history["events"][0]["detail"] == {"labels": LABELS, "routed": ["hook"]}
     assert history["events"][1]["detail"]["comment"] == "on it"
     assert history["alert"]["fingerprint"] == FP
     assert history["notifications"] == []  # the receiver has no integrations
@@ -155,3 +155,26 @@ async def test_a_resolved_alert_cannot_be_acknowledged(client: Client) -> None:
         f"/api/v1/alerts/{FP}/ack", data=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert malformed.status == 400 and malformed.content_type == CONTENT_TYPE
+
+
+async def test_the_history_shows_the_silences_that_muted_the_alert(
+    client: Client, engine: Alerting
+) -> None:
+    from pudimd.alerting.matchers import parse_matchers
+    from pudimd.alerting.silences import Silence
+
+    now = time.time()
+    silence_id = await engine.put_silence(
+        Silence(tuple(parse_matchers('target="db1"')), now, now + 3600, "bob", "maintenance")
+    )
+    await engine.put_silence(
+        Silence(tuple(parse_matchers('target="db2"')), now, now + 3600, "bob", "not this one")
+    )
+    history = await (await client.get(f"/api/v1/alerts/{FP}/history")).json()
+    assert [e["kind"] for e in history["events"]] == ["fired", "silenced"]
+    silenced = history["events"][1]["detail"]
+    assert (silenced["silence"], silenced["by"], silenced["comment"]) == (
+        silence_id,
+        "bob",
+        "maintenance",
+    )

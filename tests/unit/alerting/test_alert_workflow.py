@@ -169,7 +169,7 @@ async def test_snooze_assign_comment_and_resolve_by_hand(migrated: Path, tmp_pat
         assert missing.value.status == 404
         got = await events(alerting)
     assert [(kind, detail) for kind, _, _, detail in got] == [
-        ("fired", {"labels": LABELS}),
+        ("fired", {"labels": LABELS, "routed": ["hook"]}),
         ("assigned", {"assignee": "team:dba"}),
         ("assigned", {"assignee": "user:alice", "previous": "team:dba"}),
         ("snoozed", {"until": pytest.approx(time.time() + 3600, abs=60)}),
@@ -233,7 +233,7 @@ async def test_a_collected_episode_is_written_to_the_timeline(
         assert await stored(tmp_path) == ["fired", "resolved"]
         timeline = await alerting.timeline(fingerprint=FP)
         assert [e["kind"] for e in timeline] == ["fired", "resolved"]
-        assert timeline[0]["detail"] == {"labels": LABELS} and timeline[0]["at"] >= started
+        assert timeline[0]["detail"] == {"labels": LABELS, "routed": ["hook"]} and timeline[0]["at"] >= started
 
 
 async def test_timeline_events_older_than_history_retention_are_deleted(

@@ -77,8 +77,12 @@ def oncall(step: float = STEP, repeat: int = 1) -> OncallDirectory:
                     {
                         "name": "primary",
                         "layers": [
-                            {"name": "all", "start": "2026-01-01T00:00", "rotation": "1d",
-                             "users": ["alice"]}
+                            {
+                                "name": "all",
+                                "start": "2026-01-01T00:00",
+                                "rotation": "1d",
+                                "users": ["alice"],
+                            }
                         ],
                     }
                 ],
@@ -119,9 +123,12 @@ async def table(directory: Path, table: sa.Table) -> list[Any]:
 async def test_levels_notify_in_turn_repeat_and_stop_on_acknowledgement(
     migrated: Path, tmp_path: Path
 ) -> None:
-    async with three() as (team, alice, bob), running_engine(
-        migrated, tmp_path, alerting_config(team, alice, bob), notifier_types=TYPES
-    ) as alerting:
+    async with (
+        three() as (team, alice, bob),
+        running_engine(
+            migrated, tmp_path, alerting_config(team, alice, bob), notifier_types=TYPES
+        ) as alerting,
+    ):
         alerting.set_oncall(oncall())
         t0 = time.monotonic()
         await alerting.post([PostableAlert(labels=LABELS)])
@@ -154,9 +161,12 @@ async def test_levels_notify_in_turn_repeat_and_stop_on_acknowledgement(
 async def test_an_acknowledgement_before_the_next_level_stops_it(
     migrated: Path, tmp_path: Path
 ) -> None:
-    async with three() as (team, alice, bob), running_engine(
-        migrated, tmp_path, alerting_config(team, alice, bob), notifier_types=TYPES
-    ) as alerting:
+    async with (
+        three() as (team, alice, bob),
+        running_engine(
+            migrated, tmp_path, alerting_config(team, alice, bob), notifier_types=TYPES
+        ) as alerting,
+    ):
         alerting.set_oncall(oncall())
         await alerting.post([PostableAlert(labels=LABELS)])
         await alice.wait(1, within=2)
@@ -230,9 +240,12 @@ def test_check_config_problems() -> None:
 
 
 async def test_escalate_now_and_stop_through_the_api(migrated: Path, tmp_path: Path) -> None:
-    async with three() as (team, alice, bob), running_engine(
-        migrated, tmp_path, alerting_config(team, alice, bob), notifier_types=TYPES
-    ) as alerting:
+    async with (
+        three() as (team, alice, bob),
+        running_engine(
+            migrated, tmp_path, alerting_config(team, alice, bob), notifier_types=TYPES
+        ) as alerting,
+    ):
         alerting.set_oncall(oncall(step=3600))
         app = web.Application()
         app.add_routes(oncall_routes(cast("Daemon", SimpleNamespace(alerting=alerting))))
@@ -243,9 +256,20 @@ async def test_escalate_now_and_stop_through_the_api(migrated: Path, tmp_path: P
             [shown] = listed["escalations"]
             assert (shown["policy"], shown["nextLevel"], shown["cycle"]) == ("page", 2, 0)
             assert shown["group"] == '{}:{alertname="DbDown"}'
+            override = await client.post(
+                f"/api/v1/escalations/{shown['id']}/notify", json={"targets": [{"user": "bob"}]}
+            )
+            assert override.status == 200 and (await override.json())["receivers"] == ["bob"]
+            await bob.wait(1, within=2)  # the override, level 2 still an hour away
+            assert (await override.json())["nextLevel"] == 2
+            bad = await client.post(
+                f"/api/v1/escalations/{shown['id']}/notify",
+                json={"targets": [{"user": "a", "team": "b"}]},
+            )
+            assert bad.status == 400 and "exactly one" in (await bad.json())["detail"]
             now = await client.post(f"/api/v1/escalations/{shown['id']}/escalate")
             assert now.status == 200
-            await bob.wait(1, within=2)  # level 2 without waiting its hour
+            await bob.wait(2, within=2)  # level 2 without waiting its hour
             stopped = await client.post(f"/api/v1/escalations/{shown['id']}/stop")
             assert stopped.status == 200
             assert (await (await client.get("/api/v1/escalations")).json())["escalations"] == []
