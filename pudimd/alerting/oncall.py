@@ -24,8 +24,9 @@ A schedule is PagerDuty's: a stack of layers and a list of overrides.
   ``start``, from ``end`` on, and outside its ``restrictions`` (Alertmanager time intervals:
   the layer covers only the moments inside one of them) it has nobody on call.
 - A later layer beats an earlier one whenever it has someone on call; an **override** beats
-  every layer.  When overrides overlap, everyone they name is on call, the one listed last
-  first.  So a schedule usually has one user on call, none where no layer covers the moment.
+  every layer.  Overrides must not overlap, and a layer that a later one hides entirely
+  (no restrictions, started no later, ending no sooner) is refused as a mistake.  So a
+  schedule has one user on call, none where no layer covers the moment.
 
 Times in a schedule (``start``, ``end``, override bounds) are local times, without a UTC
 offset, in its ``time_zone``.  Restrictions are read in that zone too unless they set their
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import itertools
 import re
 from collections.abc import Collection, Iterable, Mapping
 from contextvars import ContextVar
@@ -321,6 +323,16 @@ class Shift:
     layer: str
 
 
+def _hides(later: ScheduleLayer, earlier: ScheduleLayer) -> bool:
+    """Whether ``later`` has someone on call at every moment ``earlier`` could (so
+    ``earlier`` never shows): no restrictions, started no later, ends no sooner."""
+    if later.restrictions or later.start > earlier.start:
+        return False
+    if later.end is None:
+        return True
+    return earlier.end is not None and later.end >= earlier.end
+
+
 def _instant(local: datetime, zone: tzinfo) -> datetime:
     """The instant (UTC) of the naive ``local`` wall time in ``zone``: a wall time that
     happens twice is its first; one that does not exist is read with the offset before the
@@ -463,6 +475,27 @@ class Schedule(StrictModel):
         if not value:
             raise ValueError("a schedule needs at least one layer")
         _duplicates((layer.name for layer in value), "layer")
+        for index, layer in enumerate(value):
+            for later in value[index + 1 :]:
+                if _hides(later, layer):
+                    raise ValueError(
+                        f"layer {layer.name!r} is never on call: layer {later.name!r} after "
+                        "it covers every moment it does (give one of them restrictions, an "
+                        "end or a later start)"
+                    )
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, value: list[Override]) -> list[Override]:
+        ordered = sorted(enumerate(value), key=lambda pair: pair[1].start)
+        for (i, one), (j, other) in itertools.pairwise(ordered):
+            if other.start < one.end:
+                raise ValueError(
+                    f"overrides {min(i, j)} ({value[min(i, j)].user}) and {max(i, j)} "
+                    f"({value[max(i, j)].user}) overlap: one person per moment (end one "
+                    "where the other starts)"
+                )
         return value
 
     def model_post_init(self, context: Any, /) -> None:

@@ -314,23 +314,40 @@ def test_override_beats_every_layer_in_local_time() -> None:
     )
 
 
-def test_overlapping_overrides_put_everyone_on_call_the_last_listed_first() -> None:
-    sched = schedule(
+def test_overlapping_overrides_are_refused() -> None:
+    with pytest.raises(ValidationError, match=r"overrides 0 \(bob\) and 1 \(carol\) overlap"):
+        schedule(
+            layer(["alice"], "2026-01-01T00:00", "1w"),
+            overrides=[
+                {"user": "bob", "start": "2026-02-01T00:00", "end": "2026-02-08T00:00"},
+                {"user": "carol", "start": "2026-02-03T18:00", "end": "2026-02-04T06:00"},
+            ],
+        )
+    back_to_back = schedule(
         layer(["alice"], "2026-01-01T00:00", "1w"),
         overrides=[
+            {"user": "carol", "start": "2026-02-08T00:00", "end": "2026-02-09T00:00"},
             {"user": "bob", "start": "2026-02-01T00:00", "end": "2026-02-08T00:00"},
-            {"user": "carol", "start": "2026-02-03T18:00", "end": "2026-02-04T06:00"},
         ],
     )
-    assert sched.on_call(utc(2026, 2, 3, 17)) == ["bob"]
-    assert sched.on_call(utc(2026, 2, 3, 18)) == ["carol", "bob"]
-    assert sched.on_call(utc(2026, 2, 4, 6)) == ["bob"]
-    assert sched.shifts(utc(2026, 1, 31), utc(2026, 2, 10)) == [
-        Shift("alice", utc(2026, 1, 31), utc(2026, 2, 1), "main"),
-        Shift("bob", utc(2026, 2, 1), utc(2026, 2, 8), OVERRIDE),
-        Shift("carol", utc(2026, 2, 3, 18), utc(2026, 2, 4, 6), OVERRIDE),
-        Shift("alice", utc(2026, 2, 8), utc(2026, 2, 10), "main"),
-    ]
+    assert back_to_back.on_call(utc(2026, 2, 8)) == ["carol"]
+
+
+def test_a_layer_hidden_by_a_later_one_is_refused() -> None:
+    with pytest.raises(ValidationError, match="layer 'first' is never on call"):
+        schedule(
+            layer(["alice"], "2026-01-05T09:00", "1w", name="first"),
+            layer(["bob"], "2026-01-01T00:00", "1d", name="second"),
+        )
+    # restricted, or starting later, the later layer leaves the first its moments
+    schedule(
+        layer(["alice"], "2026-01-05T09:00", "1w", name="first"),
+        layer(["bob"], "2026-01-01T00:00", "1d", name="second", restrictions=[BUSINESS_HOURS]),
+    )
+    schedule(
+        layer(["alice"], "2026-01-05T09:00", "1w", name="first"),
+        layer(["bob"], "2026-02-01T00:00", "1d", name="second"),
+    )
 
 
 def test_override_by_the_user_already_on_call_is_a_shift_of_its_own() -> None:
@@ -428,7 +445,7 @@ def mixed_schedule() -> Schedule:
         ),
         time_zone="Europe/Lisbon",
         overrides=[
-            {"user": "bob", "start": "2026-03-28T12:00", "end": "2026-03-30T12:00"},
+            {"user": "bob", "start": "2026-03-28T12:00", "end": "2026-03-29T00:00"},
             {"user": "carol", "start": "2026-03-29T00:00", "end": "2026-03-29T06:00"},
             {"user": "dave", "start": "2026-10-24T22:00", "end": "2026-10-25T01:30"},
         ],
