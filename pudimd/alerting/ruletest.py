@@ -72,6 +72,7 @@ __all__ = [
     "parse_series",
     "parse_yaml",
     "read_file",
+    "scheduled_results",
     "series_checks",
     "to_ms",
     "unknown_target",
@@ -788,6 +789,48 @@ def to_ms(value: timedelta) -> int:
     return round(value.total_seconds() * 1000)
 
 
+def scheduled_results(
+    problems: FileProblems,
+    entries: Sequence[ResultSeries],
+    base: list[str | int],
+    targets: Mapping[str, Any],
+    interval: timedelta | None,
+    interval_hint: str,
+) -> list[tuple[int, int, str, ProbeResult]]:
+    """The checks of ``results:`` entries as (milliseconds from the start, entry number,
+    target, result), in time order; unknown or disabled targets and missing intervals are
+    ``problems`` (``interval``: the file's or test's default; ``interval_hint`` says where
+    else it can be set)."""
+    events: list[tuple[int, int, str, ProbeResult]] = []
+    for number, entry in enumerate(entries):
+        where = [*base, number]
+        results = series_checks(problems, entry.series, [*where, "series"])
+        target = targets.get(entry.target)
+        if target is None:
+            problems.add([*where, "target"], unknown_target(entry.target, list(targets)))
+            continue
+        if not target.enabled:
+            problems.add(
+                [*where, "target"],
+                f"target {entry.target!r} is disabled (enabled: false): no rule covers it",
+            )
+            continue
+        step_every = entry.interval or interval or target.interval
+        if step_every is None:
+            problems.add(
+                where,
+                f"no interval for {entry.target!r}: set interval here, {interval_hint} or "
+                "on the target (a target with a cron schedule has none)",
+            )
+            continue
+        start, step = to_ms(entry.start), to_ms(step_every)
+        for position, result in enumerate(results):
+            if result is not None:
+                events.append((start + position * step, number, entry.target, result))
+    events.sort(key=lambda event: (event[0], event[1]))
+    return events
+
+
 def _case(
     problems: FileProblems,
     test: RuleTest,
@@ -798,33 +841,9 @@ def _case(
 ) -> _Case:
     base: list[str | int] = ["tests", index]
     by_name = {target.name: target for target in targets}
-    events: list[tuple[int, int, str, ProbeResult]] = []
-    for number, entry in enumerate(test.results):
-        where = [*base, "results", number]
-        results = series_checks(problems, entry.series, [*where, "series"])
-        target = by_name.get(entry.target)
-        if target is None:
-            problems.add([*where, "target"], unknown_target(entry.target, list(by_name)))
-            continue
-        if not target.enabled:
-            problems.add(
-                [*where, "target"],
-                f"target {entry.target!r} is disabled (enabled: false): no rule covers it",
-            )
-            continue
-        interval = entry.interval or test.interval or target.interval
-        if interval is None:
-            problems.add(
-                where,
-                f"no interval for {entry.target!r}: set interval here, in the test or on "
-                "the target (a target with a cron schedule has none)",
-            )
-            continue
-        start, step = to_ms(entry.start), to_ms(interval)
-        for position, result in enumerate(results):
-            if result is not None:
-                events.append((start + position * step, number, entry.target, result))
-    events.sort(key=lambda event: (event[0], event[1]))
+    events = scheduled_results(
+        problems, test.results, [*base, "results"], by_name, test.interval, "in the test"
+    )
     if not test.alerts:
         problems.add(base, "no alerts to check: a test without them cannot fail")
     names = sorted({rule.name for rule in rules})

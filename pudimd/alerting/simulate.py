@@ -65,8 +65,7 @@ from pudimd.alerting.ruletest import (
     ResultSeries,
     parse_yaml,
     read_file,
-    series_checks,
-    to_ms,
+    scheduled_results,
     unknown_target,
 )
 from pudimd.alerting.silences import Silence, SilenceError
@@ -369,35 +368,10 @@ def _checks(
     problems: FileProblems, model: SimulationFile, targets: Mapping[str, Any]
 ) -> list[_Check]:
     """The checks of ``results:`` at their offsets (as a rule test's ``results``)."""
-    out: list[_Check] = []
-    for number, entry in enumerate(model.results):
-        where: list[str | int] = ["results", number]
-        results = series_checks(problems, entry.series, [*where, "series"])
-        target = targets.get(entry.target)
-        if target is None:
-            problems.add([*where, "target"], unknown_target(entry.target, list(targets)))
-            continue
-        if not target.enabled:
-            problems.add(
-                [*where, "target"],
-                f"target {entry.target!r} is disabled (enabled: false): no rule covers it",
-            )
-            continue
-        interval = entry.interval or model.interval or target.interval
-        if interval is None:
-            problems.add(
-                where,
-                f"no interval for {entry.target!r}: set interval here, at the top of the file "
-                "or on the target (a target with a cron schedule has none)",
-            )
-            continue
-        start, step = to_ms(entry.start), to_ms(interval)
-        for position, result in enumerate(results):
-            if result is not None:
-                at = (start + position * step) / 1000
-                out.append(_Check(at, number, entry.target, result))
-    out.sort(key=lambda check: (check.at, check.order))
-    return out
+    scheduled = scheduled_results(
+        problems, model.results, ["results"], targets, model.interval, "at the top of the file"
+    )
+    return [_Check(ms / 1000, number, target, result) for ms, number, target, result in scheduled]
 
 
 def _recorded(

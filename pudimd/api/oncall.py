@@ -39,9 +39,9 @@ import structlog
 from aiohttp import web
 
 from pudimd.alerting.notification import parse_time
-from pudimd.alerting.workflow import INTERFACES, Action, ActionError, ActionKind
-from pudimd.api._amjson import BadRequest, api_time, read_json
-from pudimd.api.problems import Problem, problem_response
+from pudimd.alerting.workflow import INTERFACES, Action, ActionKind
+from pudimd.api._amjson import api_time, read_json
+from pudimd.api.problems import Problem, answers_problems
 
 if TYPE_CHECKING:
     from pudimd.alerting.engine import Alerting, AlertView
@@ -64,22 +64,6 @@ ACTIONS: dict[str, ActionKind] = {
 }
 _FIELDS = {"actor", "comment", "until", "for", "assignee"}
 MAX_EVENTS = 10_000
-
-
-def _problems(handler: Any) -> Any:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except Problem as exc:
-            return problem_response(exc.status, exc.detail, errors=exc.errors)
-        except ActionError as exc:
-            errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
-            return problem_response(exc.status, exc.message, errors=errors)
-        except BadRequest as exc:
-            return problem_response(400, str(exc))
-
-    return handle
 
 
 class _OncallAPI:
@@ -413,12 +397,12 @@ def notification_json(row: OutboxRow, attempts: list[dict[str, Any]]) -> dict[st
 def oncall_routes(daemon: Daemon) -> list[web.RouteDef]:
     api = _OncallAPI(daemon)
     return [
-        web.get("/api/v1/alerts/{fingerprint}", _problems(api.get_alert)),
-        web.get("/api/v1/alerts/{fingerprint}/history", _problems(api.history)),
-        web.post("/api/v1/alerts/{fingerprint}/{action}", _problems(api.act)),
-        web.get("/api/v1/history", _problems(api.search)),
-        web.get("/api/v1/escalations", _problems(api.escalations)),
-        web.post("/api/v1/escalations/{id}/{action}", _problems(api.escalation_action)),
-        web.get("/api/v1/oncall", _problems(api.on_call)),
-        web.get("/api/v1/oncall/schedules/{name}", _problems(api.schedule)),
+        web.get("/api/v1/alerts/{fingerprint}", answers_problems(api.get_alert)),
+        web.get("/api/v1/alerts/{fingerprint}/history", answers_problems(api.history)),
+        web.post("/api/v1/alerts/{fingerprint}/{action}", answers_problems(api.act)),
+        web.get("/api/v1/history", answers_problems(api.search)),
+        web.get("/api/v1/escalations", answers_problems(api.escalations)),
+        web.post("/api/v1/escalations/{id}/{action}", answers_problems(api.escalation_action)),
+        web.get("/api/v1/oncall", answers_problems(api.on_call)),
+        web.get("/api/v1/oncall/schedules/{name}", answers_problems(api.schedule)),
     ]

@@ -4,13 +4,14 @@ input, ``errors`` with the field path and the reason of each problem."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-__all__ = ["CONTENT_TYPE", "Problem", "problem_response"]
+__all__ = ["CONTENT_TYPE", "Problem", "answers_problems", "problem_response"]
 
 CONTENT_TYPE = "application/problem+json"
 
@@ -42,3 +43,27 @@ def problem_response(
     if errors:
         body["errors"] = errors
     return web.Response(status=status, body=orjson.dumps(body), content_type=CONTENT_TYPE)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def answers_problems(handler: Handler) -> Handler:
+    """``handler`` answering what it raises as problem documents: :class:`Problem`, an
+    alert action refused (:class:`~pudimd.alerting.workflow.ActionError`, with its field),
+    a malformed body (:class:`~pudimd.api._amjson.BadRequest`: 400)."""
+    from pudimd.alerting.workflow import ActionError
+    from pudimd.api._amjson import BadRequest
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Problem as exc:
+            return problem_response(exc.status, exc.detail, errors=exc.errors)
+        except ActionError as exc:
+            errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+            return problem_response(exc.status, exc.message, errors=errors)
+        except BadRequest as exc:
+            return problem_response(400, str(exc))
+
+    return handle

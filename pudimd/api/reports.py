@@ -39,7 +39,7 @@ from pudimd.alerting.reports import (
 )
 from pudimd.api._amjson import api_time
 from pudimd.api.oncall import event_json
-from pudimd.api.problems import Problem, problem_response
+from pudimd.api.problems import Problem, answers_problems
 from pudimd.store import history
 
 if TYPE_CHECKING:
@@ -56,17 +56,6 @@ MAX_EVENTS = 10_000
 MAX_SCAN = 1_000_000
 """Most timeline events a report reads (a year of a busy site is some 50,000)."""
 UPTIME_DEFINITION = "share of successful checks: 1 - failures / checks"
-
-
-def _problems(handler: Any) -> Any:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except Problem as exc:
-            return problem_response(exc.status, exc.detail, errors=exc.errors)
-
-    return handle
 
 
 def _params(request: web.Request, allowed: set[str]) -> Mapping[str, str]:
@@ -271,7 +260,7 @@ def _held_labels(alerting: Alerting) -> Callable[[str], Mapping[str, str] | None
 def reports_routes(daemon: Daemon) -> list[web.RouteDef]:
     api = _ReportsAPI(daemon)
     return [
-        web.get("/api/v1/targets/{name}/uptime", _problems(api.uptime)),
-        web.get("/api/v1/reports/response", _problems(api.response)),
-        web.get("/api/v1/history/receivers/{name}", _problems(api.receiver_history)),
+        web.get("/api/v1/targets/{name}/uptime", answers_problems(api.uptime)),
+        web.get("/api/v1/reports/response", answers_problems(api.response)),
+        web.get("/api/v1/history/receivers/{name}", answers_problems(api.receiver_history)),
     ]
