@@ -212,6 +212,7 @@ class Daemon:
             self.store_url(config),
             raw_retention=storage.raw_retention,
             rollup_retention=storage.rollup_retention,
+            minute_rollup_retention=storage.minute_rollup_retention,
             batch_interval=storage.batch_interval.total_seconds(),
             batch_size=storage.batch_size,
             on_written=self.metrics.results_written.inc,

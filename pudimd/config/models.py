@@ -87,7 +87,12 @@ class StorageConfig(StrictModel):
         timedelta(days=7), description="How long raw results are kept"
     )
     rollup_retention: PositiveDuration = Field(
-        timedelta(days=90), description="How long per-minute and per-hour rollups are kept"
+        timedelta(days=90), description="How long per-hour rollups are kept"
+    )
+    minute_rollup_retention: PositiveDuration = Field(
+        timedelta(days=7),
+        description="How long per-minute rollups are kept (at most rollup_retention): a "
+        "year of hour rollups is small, a year of minute rollups is not",
     )
     batch_interval: PositiveDuration = Field(
         timedelta(seconds=1),

@@ -184,10 +184,16 @@ async def delete_results_before(conn: AsyncConnection, cutoff: float) -> int:
     return int(outcome.rowcount)
 
 
-async def delete_rollups_before(conn: AsyncConnection, cutoff: float) -> int:
-    """Delete rollups whose bucket starts before ``cutoff``; returns rows deleted."""
+async def delete_rollups_before(
+    conn: AsyncConnection, cutoff: float, resolution: str | None = None
+) -> int:
+    """Delete rollups (of ``resolution`` only, when given: ``1m`` or ``1h``) whose bucket
+    starts before ``cutoff``; returns rows deleted."""
     bound = math.ceil(cutoff)  # bucket_start is an integer: "< 12.5" is "< 13"
-    outcome = await conn.execute(delete(rollups).where(rollups.c.bucket_start < bound))
+    query = delete(rollups).where(rollups.c.bucket_start < bound)
+    if resolution is not None:
+        query = query.where(rollups.c.resolution == resolution)
+    outcome = await conn.execute(query)
     return int(outcome.rowcount)
 
 

@@ -58,6 +58,7 @@ class Store:
         *,
         raw_retention: timedelta = timedelta(days=7),
         rollup_retention: timedelta = timedelta(days=90),
+        minute_rollup_retention: timedelta | None = None,
         batch_interval: float = 1.0,
         batch_size: int = 5000,
         retention_interval: float = 600.0,
@@ -75,6 +76,8 @@ class Store:
         self._raw_url = url
         self._raw_retention = raw_retention.total_seconds()
         self._rollup_retention = rollup_retention.total_seconds()
+        minutes = minute_rollup_retention or rollup_retention
+        self._minute_rollup_retention = min(minutes.total_seconds(), self._rollup_retention)
         self._batch_interval = batch_interval
         self._batch_size = batch_size
         self._transaction_rows = max(batch_size, MAX_TRANSACTION_ROWS)
@@ -100,6 +103,7 @@ class Store:
         *,
         raw_retention: timedelta = timedelta(days=7),
         rollup_retention: timedelta = timedelta(days=90),
+        minute_rollup_retention: timedelta | None = None,
         batch_interval: float = 1.0,
         batch_size: int = 5000,
         retention_interval: float = 600.0,
@@ -121,6 +125,7 @@ class Store:
                 url,
                 raw_retention=raw_retention,
                 rollup_retention=rollup_retention,
+                minute_rollup_retention=minute_rollup_retention,
                 batch_interval=batch_interval,
                 batch_size=batch_size,
                 retention_interval=retention_interval,
@@ -249,8 +254,9 @@ class Store:
         await self._engine.dispose()
 
     async def apply_retention(self, now: float | None = None) -> tuple[int, int]:
-        """Delete results older than ``raw_retention`` and rollups older than
-        ``rollup_retention`` (relative to ``now``, default the current time).
+        """Delete results older than ``raw_retention``, hour rollups older than
+        ``rollup_retention`` and minute rollups older than ``minute_rollup_retention``
+        (relative to ``now``, default the current time).
 
         Returns ``(results deleted, rollups deleted)``; raises :class:`StoreError` when
         the database fails.
@@ -268,6 +274,9 @@ class Store:
             async with self._engine.begin() as conn:
                 deleted_rollups = await queries.delete_rollups_before(
                     conn, now - self._rollup_retention
+                )
+                deleted_rollups += await queries.delete_rollups_before(
+                    conn, now - self._minute_rollup_retention, "1m"
                 )
         except SQLAlchemyError as exc:
             raise self._error("apply retention to", exc) from exc

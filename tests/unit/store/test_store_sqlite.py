@@ -301,6 +301,27 @@ async def test_retention_deletes_old_rows_and_keeps_new_ones(
         await store.close()
 
 
+async def test_minute_rollups_go_sooner_than_hour_rollups(db_path: Path) -> None:
+    store = await Store.open(
+        f"sqlite+aiosqlite:///{db_path}",
+        raw_retention=timedelta(days=1),
+        rollup_retention=timedelta(days=90),
+        minute_rollup_retention=timedelta(days=7),
+    )
+    try:
+        now = time.time()
+        store.enqueue("web", "http", result(now - 30 * 86400))  # minute gone, hour kept
+        store.enqueue("web", "http", result(now - 3 * 86400))  # both kept
+        await store.flush()
+        assert await store.apply_retention(now) == (2, 1)
+        minutes = await store.rollups("web", "1m")
+        hours = await store.rollups("web", "1h")
+        assert [m.bucket_start > now - 7 * 86400 for m in minutes] == [True]
+        assert len(hours) == 2 and sum(h.count for h in hours) == 2
+    finally:
+        await store.close()
+
+
 async def test_a_failing_read_raises_a_one_line_store_error(store: Store, db_path: Path) -> None:
     await query(db_path, "ALTER TABLE results RENAME TO results_away")
     with pytest.raises(StoreError, match=r"^cannot read from database .*no such table") as caught:
