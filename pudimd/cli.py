@@ -431,9 +431,12 @@ def _add_alerting_commands() -> None:
     from pudimd.cli_oncall import oncall  # and ack, assign... in the alerts group
     from pudimd.cli_rules import rules
     from pudimd.cli_simulate import simulate
+    from pudimd.cli_versions import COMMANDS as CONFIG_COMMANDS
 
     for command in (alerts, silences, notify, route, rules, oncall, simulate):
         cli.add_command(command)
+    for command in CONFIG_COMMANDS:
+        config.add_command(command)
 
 
 _add_alerting_commands()

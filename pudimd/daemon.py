@@ -20,7 +20,7 @@ from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.oncall import OncallDirectory
 from pudimd.alerting.rules import RuleEngine
 from pudimd.api.app import make_app, serve
-from pudimd.config import ConfigBase, ConfigError, ConfigSchema, load_config, schema_for
+from pudimd.config import ConfigBase, ConfigError, ConfigSchema, load_config_text, schema_for
 from pudimd.config.models import parse_host_port
 from pudimd.log import configure_logging
 from pudimd.metrics import Metrics
@@ -31,6 +31,14 @@ from pudimd.sdnotify import Notifier, watchdog_interval
 from pudimd.store import Store
 from pudimd.store.alerting import AlertingDB
 from pudimd.store.errors import mask_url
+from pudimd.store.versions import (
+    FILE_CHANGE,
+    Change,
+    ConfigVersion,
+    read_config_file,
+    record_applied,
+    write_config_file,
+)
 
 if TYPE_CHECKING:
     from pudimd.alerting.alert import PostableAlert
@@ -154,6 +162,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.schema: ConfigSchema = schema_for(self.host)
         self.config: ConfigBase | None = None
+        self.config_version: ConfigVersion | None = None
         self.scheduler: Scheduler | None = None
         self.store: Store | None = None
         self.alerting: Alerting | None = None
@@ -170,9 +179,20 @@ class Daemon:
 
     def load(self) -> ConfigBase:
         """Load and validate the config file (blocking).  Raises ConfigError."""
-        return load_config(
-            self.config_path, self.schema, alertmanager_config=self.alertmanager_config
+        return self.load_text()[0]
+
+    def load_text(self, text: str | None = None) -> tuple[ConfigBase, str]:
+        """Validate ``text`` (default: the config file's, read now) as the config file
+        (blocking): the config and its text.  Raises ConfigError."""
+        if text is None:
+            text = read_config_file(self.config_path)
+        config = load_config_text(
+            text,
+            self.schema,
+            file=str(self.config_path),
+            alertmanager_config=self.alertmanager_config,
         )
+        return config, text
 
     def state_dir(self, config: ConfigBase) -> Path:
         if self.state_dir_override is not None:
@@ -202,7 +222,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until stopped.  Raises ConfigError, StoreError or ListenError when it cannot
         start."""
-        config = await anyio.to_thread.run_sync(self.load)
+        config, text = await anyio.to_thread.run_sync(self.load_text)
         configure_logging(config.logging.format, config.logging.level)
         self.config = config
         self.metrics.reload_success.set(1)
@@ -242,7 +262,7 @@ class Daemon:
                 recheck=self.scheduler.check_now,
             )
             self.rules.configure(config.alerting.rules, config.targets)
-            await self._serve(config)
+            await self._serve(config, text)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.close_probes(job.probe for job in self.scheduler.jobs.values())
@@ -257,7 +277,7 @@ class Daemon:
         if self.alerting is not None:
             self.alerting.set_oncall(self.oncall)
 
-    async def _serve(self, config: ConfigBase) -> None:
+    async def _serve(self, config: ConfigBase, text: str) -> None:
         assert self.store is not None and self.scheduler is not None
         store_svc, api_svc, sched_svc = _Service("store"), _Service("api"), _Service("scheduler")
         alert_svc, rules_svc = _Service("alerting"), _Service("rules")
@@ -279,6 +299,7 @@ class Daemon:
             )
             await tg.start(sched_svc.run, self.scheduler.run)
             self.scheduler.apply(config.targets)
+            self.config_version = await record_applied(self.store.engine, text, Change("start"))
             await self.host.call_event("pudimd_startup", daemon=self)
             _settle_heap()
             self.ready = True
@@ -344,21 +365,28 @@ class Daemon:
 
     # -- reload -----------------------------------------------------------------------
 
-    async def reload(self, source: str = "api") -> str | None:
-        """Validate the config file and apply it.  Returns None on success or the error
-        text; a bad config leaves the running one untouched."""
+    async def reload(
+        self, source: str = "api", *, text: str | None = None, change: Change = FILE_CHANGE
+    ) -> str | None:
+        """Validate the config file and apply it, recording it as a version (``change``)
+        when its text is new.  Returns None on success or the error text; a bad config
+        leaves the running one untouched.  With ``text``: validate it first (ConfigError
+        raised, nothing changed), then write it to the config file atomically and reload."""
         async with self._reload_lock:
+            if text is not None:
+                await anyio.to_thread.run_sync(self.load_text, text)
+                await anyio.to_thread.run_sync(write_config_file, self.config_path, text)
             self.notifier.reloading()
             try:
-                return await self._reload(source)
+                return await self._reload(source, change)
             finally:
                 self.notifier.ready()
 
-    async def _reload(self, source: str) -> str | None:
+    async def _reload(self, source: str, change: Change = FILE_CHANGE) -> str | None:
         assert self.scheduler is not None and self.config is not None
         started = time.perf_counter()
         try:
-            config = await anyio.to_thread.run_sync(self.load)
+            config, config_text = await anyio.to_thread.run_sync(self.load_text)
         except ConfigError as exc:
             self.metrics.reload_success.set(0)
             for line in str(exc).splitlines():
@@ -393,6 +421,8 @@ class Daemon:
         if self.rules is not None:
             self.rules.set_external_url(config.alerting.external_url)
             self.rules.configure(config.alerting.rules, config.targets)
+        if self.store is not None:
+            self.config_version = await record_applied(self.store.engine, config_text, change)
         _settle_heap(full=False)
         log.info(
             "config reloaded",

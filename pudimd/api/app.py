@@ -79,12 +79,14 @@ def make_app(daemon: Daemon) -> web.Application:
     from pudimd.api.notify import notify_routes
     from pudimd.api.oncall import oncall_routes
     from pudimd.api.reports import reports_routes
+    from pudimd.api.versions import versions_routes
 
     app.router.add_routes(alertmanager_routes(daemon))
     app.router.add_routes(webhook_routes(daemon))
     app.router.add_routes(notify_routes(daemon))
     app.router.add_routes(oncall_routes(daemon))
     app.router.add_routes(reports_routes(daemon))
+    app.router.add_routes(versions_routes(daemon))
     actionlinks.install(app, daemon)
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)

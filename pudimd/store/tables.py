@@ -12,6 +12,7 @@ __all__ = [
     "alert_acks",
     "alert_events",
     "alerts",
+    "config_versions",
     "delivery_attempts",
     "escalations",
     "metadata",
@@ -182,3 +183,17 @@ escalations = sa.Table(
     sa.Column("next_at", sa.Double(), nullable=True, comment="null: every level done"),
 )
 """Escalations in progress: each group's next level and when it is due."""
+
+config_versions = sa.Table(
+    "config_versions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double(), nullable=False, comment="applied, Unix seconds"),
+    sa.Column("source", sa.String(16), nullable=False, comment="start, file, api or rollback"),
+    sa.Column("author", sa.Text(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, comment="of text, hex"),
+    sa.Column("text", sa.Text(), nullable=False, comment="the file as read, ${ENV} unexpanded"),
+)
+"""Every config the daemon applied (at start, on reload, by rollback), a new row only when
+the text changed."""
