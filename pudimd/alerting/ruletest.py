@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml_rs
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -48,7 +48,7 @@ from pudimd.alerting.alert import PostableAlert
 from pudimd.alerting.amfields import unknown_field
 from pudimd.alerting.rules import RuleConfig, RuleEngine, check_dependencies, check_rules
 from pudimd.config.errors import ConfigError, Problem
-from pudimd.config.loader import expand_env, format_path
+from pudimd.config.loader import expand_env, format_path, model_in
 from pudimd.config.locate import Locator, yaml_syntax_error
 from pudimd.config.models import DefaultsConfig
 from pudimd.durations import Duration, PositiveDuration, format_duration, parse_duration
@@ -610,21 +610,11 @@ def _model_at(model: Any, loc: Sequence[str | int]) -> Any:
             continue
         for name, info in getattr(model, "model_fields", {}).items():
             if part in (name, info.alias):
-                model = _model_in(info.annotation)
+                model = model_in(info.annotation)
                 break
         else:
             return None
     return model
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def read_file(path: Path) -> str:

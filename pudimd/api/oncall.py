@@ -41,7 +41,7 @@ from aiohttp import web
 from pudimd.alerting.notification import parse_time
 from pudimd.alerting.workflow import INTERFACES, Action, ActionKind
 from pudimd.api._amjson import api_time, read_json
-from pudimd.api.problems import Problem, answers_problems
+from pudimd.api.problems import MAX_LIMIT, Problem, answers_problems, limit_param, time_param
 
 if TYPE_CHECKING:
     from pudimd.alerting.engine import Alerting, AlertView
@@ -63,7 +63,7 @@ ACTIONS: dict[str, ActionKind] = {
     "snooze": "snooze",
 }
 _FIELDS = {"actor", "comment", "until", "for", "assignee"}
-MAX_EVENTS = 10_000
+MAX_EVENTS = MAX_LIMIT
 
 
 class _OncallAPI:
@@ -157,7 +157,7 @@ class _OncallAPI:
 
     async def on_call(self, request: web.Request) -> web.StreamResponse:
         directory = self._directory()
-        at = _time_param(request.query, "at") or time.time()
+        at = time_param(request.query, "at") or time.time()
         moment = datetime.fromtimestamp(at, UTC)
         return web.json_response(
             {"at": api_time(at), "schedules": directory.who_is_on_call(moment)}
@@ -171,7 +171,7 @@ class _OncallAPI:
         except KeyError:
             known = ", ".join(directory.schedules) or "none"
             raise Problem(404, f"no schedule {name!r} (schedules: {known})") from None
-        start = _time_param(request.query, "from") or time.time()
+        start = time_param(request.query, "from") or time.time()
         try:
             days = float(request.query.get("days", "7"))
         except ValueError:
@@ -204,17 +204,12 @@ class _OncallAPI:
         unknown = sorted(set(query) - {"target", "fingerprint", "since", "until", "limit"})
         if unknown:
             raise Problem(400, f"unknown query parameter {unknown[0]!r}")
-        try:
-            limit = int(query.get("limit", "1000"))
-        except ValueError:
-            raise Problem(400, "limit must be a whole number") from None
-        if not 1 <= limit <= MAX_EVENTS:
-            raise Problem(400, f"limit must be between 1 and {MAX_EVENTS}")
+        limit = limit_param(query)
         events = await alerting.timeline(
             fingerprint=query.get("fingerprint"),
             target=query.get("target"),
-            since=_time_param(query, "since"),
-            until=_time_param(query, "until"),
+            since=time_param(query, "since"),
+            until=time_param(query, "until"),
             limit=limit,
         )
         return web.json_response({"events": [event_json(e) for e in events]})
@@ -288,17 +283,6 @@ def _until(body: dict[str, Any]) -> float | None:
             raise Problem(400, f"until: {exc}", errors=[_error("until", str(exc))]) from None
         return None if moment is None else moment.timestamp()
     return None
-
-
-def _time_param(query: Any, name: str) -> float | None:
-    text = query.get(name)
-    if not text:
-        return None
-    try:
-        moment = parse_time(text)
-    except ValueError as exc:
-        raise Problem(400, f"{name}: {exc}") from None
-    return None if moment is None else moment.timestamp()
 
 
 def _error(field: str, message: str) -> dict[str, str]:

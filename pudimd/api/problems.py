@@ -4,14 +4,22 @@ input, ``errors`` with the field path and the reason of each problem."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-__all__ = ["CONTENT_TYPE", "Problem", "answers_problems", "problem_response"]
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_LIMIT",
+    "Problem",
+    "answers_problems",
+    "limit_param",
+    "problem_response",
+    "time_param",
+]
 
 CONTENT_TYPE = "application/problem+json"
 
@@ -67,3 +75,36 @@ def answers_problems(handler: Handler) -> Handler:
             return problem_response(400, str(exc))
 
     return handle
+
+
+MAX_LIMIT = 10_000
+"""The most rows a ``limit`` query parameter may ask for."""
+
+
+def time_param(query: Mapping[str, str], name: str) -> float | None:
+    """Query parameter ``name`` as an RFC 3339 time (Unix seconds; None when absent).
+    Raises Problem (400, with the field)."""
+    from pudimd.alerting.notification import parse_time
+
+    text = query.get(name)
+    if not text:
+        return None
+    try:
+        moment = parse_time(text)
+    except ValueError as exc:
+        raise Problem(
+            400, f"{name}: {exc}", errors=[{"field": name, "message": str(exc)}]
+        ) from None
+    return None if moment is None else moment.timestamp()
+
+
+def limit_param(query: Mapping[str, str], default: int = 1000) -> int:
+    """Query parameter ``limit``: a whole number from 1 to :data:`MAX_LIMIT`.  Raises
+    Problem (400)."""
+    try:
+        limit = int(query.get("limit", str(default)))
+    except ValueError:
+        raise Problem(400, "limit must be a whole number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Problem(400, f"limit must be between 1 and {MAX_LIMIT}")
+    return limit

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from pudimd.alerting.notification import parse_time
 from pudimd.alerting.reports import (
     episodes,
     labels_in,
@@ -39,7 +38,7 @@ from pudimd.alerting.reports import (
 )
 from pudimd.api._amjson import api_time
 from pudimd.api.oncall import event_json
-from pudimd.api.problems import Problem, answers_problems
+from pudimd.api.problems import MAX_LIMIT, Problem, answers_problems, limit_param, time_param
 from pudimd.store import history
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ __all__ = ["DEFAULT_REPORT_PERIOD", "reports_routes"]
 
 DEFAULT_REPORT_PERIOD = 30 * 86_400.0
 """Seconds a response report covers when ``since`` is not given."""
-MAX_EVENTS = 10_000
+MAX_EVENTS = MAX_LIMIT
 MAX_SCAN = 1_000_000
 """Most timeline events a report reads (a year of a busy site is some 50,000)."""
 UPTIME_DEFINITION = "share of successful checks: 1 - failures / checks"
@@ -70,22 +69,9 @@ def _params(request: web.Request, allowed: set[str]) -> Mapping[str, str]:
     return query
 
 
-def _time(query: Mapping[str, str], name: str) -> float | None:
-    text = query.get(name)
-    if not text:
-        return None
-    try:
-        moment = parse_time(text)
-    except ValueError as exc:
-        raise Problem(
-            400, f"{name}: {exc}", errors=[{"field": name, "message": str(exc)}]
-        ) from None
-    return None if moment is None else moment.timestamp()
-
-
 def _range(query: Mapping[str, str], default_period: float) -> tuple[float, float]:
-    until = _time(query, "until") or time.time()
-    since = _time(query, "since")
+    until = time_param(query, "until") or time.time()
+    since = time_param(query, "since")
     if since is None:
         since = until - default_period
     if since >= until:
@@ -121,7 +107,7 @@ class _ReportsAPI:
     async def uptime(self, request: web.Request) -> web.StreamResponse:
         query = _params(request, {"until"})
         name = request.match_info["name"]
-        until = _time(query, "until")
+        until = time_param(query, "until")
         found = await history.uptime(self._results_engine(), name, until)
         if not any(w.checks for w in found) and not self._configured(name):
             raise Problem(404, f"no target {name!r} in the config, and no checks of it stored")
@@ -190,13 +176,8 @@ class _ReportsAPI:
         if name not in alerting.receivers():
             names = ", ".join(sorted(alerting.receivers())) or "none"
             raise Problem(404, f"no receiver {name!r} (receivers: {names})")
-        try:
-            limit = int(query.get("limit", "1000"))
-        except ValueError:
-            raise Problem(400, "limit must be a whole number") from None
-        if not 1 <= limit <= MAX_EVENTS:
-            raise Problem(400, f"limit must be between 1 and {MAX_EVENTS}")
-        since, until = _time(query, "since"), _time(query, "until")
+        limit = limit_param(query)
+        since, until = time_param(query, "since"), time_param(query, "until")
         if since is not None and until is not None and since > until:
             raise Problem(400, "since must not be after until")
 

@@ -426,15 +426,15 @@ def _field_model(model: Any, part: str) -> Any:
     lists and optionals; None when that field does not hold a model."""
     for name, info in getattr(model, "model_fields", {}).items():
         if part in (name, info.alias):
-            return _model_in(info.annotation)
+            return model_in(info.annotation)
     return None
 
 
-def _model_in(annotation: Any) -> Any:
+def model_in(annotation: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in get_args(annotation):
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None
