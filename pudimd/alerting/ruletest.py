@@ -48,7 +48,7 @@ from pudimd.alerting.alert import PostableAlert
 from pudimd.alerting.amfields import unknown_field
 from pudimd.alerting.rules import RuleConfig, RuleEngine, check_dependencies, check_rules
 from pudimd.config.errors import ConfigError, Problem
-from pudimd.config.loader import expand_env, format_path, model_in
+from pudimd.config.loader import expand_env, format_path, model_in, read_config_text
 from pudimd.config.locate import Locator, yaml_syntax_error
 from pudimd.config.models import DefaultsConfig
 from pudimd.durations import Duration, PositiveDuration, format_duration, parse_duration
@@ -617,14 +617,8 @@ def _model_at(model: Any, loc: Sequence[str | int]) -> Any:
     return model
 
 
-def read_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")
-        raise ConfigError([problem]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
+read_file = read_config_text
+"""A test file's text (raises ConfigError naming it)."""
 
 
 def parse_yaml(text: str, file: str) -> dict[str, Any]:

@@ -196,12 +196,7 @@ class AsyncClient:
         return await self._act(
             fingerprint,
             "ack",
-            {
-                "actor": actor,
-                "until": None if until is None else format_time(until),
-                "for": None if for_ is None else format_duration(for_),
-                "comment": comment,
-            },
+            _ack_body(actor, until, for_, comment),
         )
 
     async def snooze(
@@ -217,12 +212,7 @@ class AsyncClient:
         return await self._act(
             fingerprint,
             "snooze",
-            {
-                "actor": actor,
-                "until": None if until is None else format_time(until),
-                "for": None if for_ is None else format_duration(for_),
-                "comment": comment,
-            },
+            _ack_body(actor, until, for_, comment),
         )
 
     async def unack(self, fingerprint: str, *, actor: str, comment: str | None = None) -> Alert:
@@ -262,3 +252,18 @@ class AsyncClient:
         params = [(k, str(v)) for k, v in (("limit", limit), ("before", before)) if v is not None]
         data = _expect(await self._get("/api/v1/config/versions", params), dict, "versions")
         return [ConfigVersion.from_json(item) for item in data.get("versions") or ()]
+
+
+def _ack_body(
+    actor: str,
+    until: datetime | str | None,
+    for_: timedelta | str | None,
+    comment: str | None,
+) -> dict[str, Any]:
+    """The body of an acknowledgement or a snooze (None values are left out when sent)."""
+    return {
+        "actor": actor,
+        "until": None if until is None else format_time(until),
+        "for": None if for_ is None else format_duration(for_),
+        "comment": comment,
+    }

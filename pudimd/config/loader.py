@@ -25,7 +25,7 @@ from pudimd.config.errors import ConfigError, Problem
 from pudimd.config.locate import Locator, yaml_syntax_error
 from pudimd.config.models import ConfigBase, DefaultsConfig, TargetBase
 
-__all__ = ["ConfigSchema", "format_path", "load_config", "load_config_text"]
+__all__ = ["ConfigSchema", "format_path", "load_config", "load_config_text", "read_config_text"]
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DEFAULT_KEYS = frozenset(DefaultsConfig.model_fields)
@@ -51,6 +51,19 @@ def format_path(path: Sequence[str | int]) -> str:
     return out
 
 
+def read_config_text(path: Path) -> str:
+    """The text of a YAML file pudimd reads (the config, a rule test, a results file).
+    Raises ConfigError naming the file: cannot read it, not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
+
+
 def load_config(
     path: str | Path,
     schema: ConfigSchema,
@@ -61,14 +74,7 @@ def load_config(
     """Load and validate the config file at ``path``.  Raises ConfigError.
 
     Blocking (file I/O, parsing): call it from a worker thread inside the daemon."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
+    text = read_config_text(Path(path))
     return load_config_text(
         text, schema, file=str(path), env=env, alertmanager_config=alertmanager_config
     )

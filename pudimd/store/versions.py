@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pudimd.config.errors import ConfigError, Problem
+from pudimd.config.loader import read_config_text
 from pudimd.store.tables import config_versions
 
 __all__ = [
@@ -222,16 +222,8 @@ def _lines(text: str) -> list[str]:
 # -- the config file ------------------------------------------------------------------------
 
 
-def read_config_file(path: Path) -> str:
-    """The config file's text, as the loader reads it.  Raises ConfigError."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [Problem(str(path), None, None, "", f"cannot read: {exc.strerror}")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8 text: {exc}")]) from None
+read_config_file = read_config_text
+"""The config file's text, as the loader reads it (raises ConfigError)."""
 
 
 def write_config_file(path: Path, text: str) -> None:
