@@ -41,12 +41,20 @@ def script(tmp_path: Path, body: str, name: str = "plugin.sh", shebang: str = "/
     return str(path)
 
 
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting for init to reap it counts as exited)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+def gone(pid: int, within: float = 2.0) -> bool:
+    """The process exits within ``within`` seconds (a zombie waiting for init to reap it
+    counts as exited).  SIGKILL reaches an orphaned grandchild asynchronously: on a
+    loaded machine it can still be running for a moment after the probe returns."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def read_pid(path: Path) -> int:
