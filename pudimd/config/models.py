@@ -26,6 +26,8 @@ from pydantic import (
 
 from pudimd.alerting.config import AlertingBase, build_alerting_model
 from pudimd.alerting.oncall import OncallConfig
+from pudimd.auth.config import AuthConfig
+from pudimd.backups.config import BackupsConfig
 from pudimd.conditions import Condition
 from pudimd.durations import PositiveDuration
 from pudimd.settings import PluginSettings, SecretFile, StrictModel
@@ -273,6 +275,15 @@ class ConfigBase(StrictModel):
         default_factory=OncallConfig,
         description="Who is on call: users, teams and their rotation schedules; alerts are "
         "assigned to users and teams",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Who may use the HTTP API: tokens, web users, roles, rate limits",
+    )
+    backups: BackupsConfig = Field(
+        default_factory=BackupsConfig,
+        description="Scheduled, compressed backups of the config file and the state "
+        "database, kept by count and age",
     )
     alertmanager_config_file: Path | None = Field(
         None,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "api_tokens",
+    "audit_log",
     "alert_acks",
     "alert_events",
     "alerts",
@@ -21,6 +23,7 @@ __all__ = [
     "results",
     "rollups",
     "silences",
+    "web_sessions",
 ]
 
 metadata = sa.MetaData()
@@ -197,3 +200,51 @@ config_versions = sa.Table(
 )
 """Every config the daemon applied (at start, on reload, by rollback), a new row only when
 the text changed."""
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False, comment="viewer, operator or admin"),
+    sa.Column("scopes", sa.Text(), nullable=False, comment="JSON list; empty: every resource"),
+    sa.Column("token_hash", sa.String(64), nullable=False, comment="SHA-256 of the token, hex"),
+    sa.Column("prefix", sa.String(16), nullable=False, comment="first characters, to tell apart"),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("created_by", sa.Text(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=True, comment="null: never"),
+    sa.Column("last_used_at", sa.Double(), nullable=True),
+    sa.Column("revoked_at", sa.Double(), nullable=True),
+    sa.UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+)
+"""API tokens: only their hash is kept (the token is shown once, when created)."""
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True, comment="SHA-256 of the cookie"),
+    sa.Column("username", sa.Text(), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+    sa.Column("last_seen_at", sa.Double(), nullable=False),
+    sa.Column("address", sa.Text(), nullable=True),
+)
+"""Signed-in web users (the cookie's hash, its CSRF token, expiry)."""
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double(), nullable=False, comment="Unix seconds"),
+    sa.Column("actor", sa.Text(), nullable=False, comment="token:NAME, user:NAME, cli..."),
+    sa.Column("address", sa.Text(), nullable=True),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("action", sa.Text(), nullable=False, comment="what was done, e.g. targets.update"),
+    sa.Column("status", sa.Integer(), nullable=False, comment="HTTP status answered"),
+    sa.Column("before", sa.Text(), nullable=True, comment="JSON, null when nothing was there"),
+    sa.Column("after", sa.Text(), nullable=True, comment="JSON, null when removed"),
+    sa.Index("ix_audit_log_at", "at"),
+)
+"""Every write through the API: who, from where, what, and the resource before and after."""

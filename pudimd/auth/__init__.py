@@ -1,0 +1,1 @@
+"""Who may use the API: tokens, web users and sessions, roles and scopes, and the audit log."""

@@ -1,0 +1,1 @@
+"""Scheduled, compressed backups of the config file and the state database, and restore."""
