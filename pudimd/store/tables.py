@@ -9,11 +9,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
-    "api_tokens",
-    "audit_log",
     "alert_acks",
     "alert_events",
     "alerts",
+    "api_tokens",
+    "audit_log",
     "config_versions",
     "delivery_attempts",
     "escalations",
@@ -209,7 +209,7 @@ api_tokens = sa.Table(
     sa.Column("role", sa.String(16), nullable=False, comment="viewer, operator or admin"),
     sa.Column("scopes", sa.Text(), nullable=False, comment="JSON list; empty: every resource"),
     sa.Column("token_hash", sa.String(64), nullable=False, comment="SHA-256 of the token, hex"),
-    sa.Column("prefix", sa.String(16), nullable=False, comment="first characters, to tell apart"),
+    sa.Column("prefix", sa.String(16), nullable=False, comment="first characters"),
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("created_by", sa.Text(), nullable=False),
     sa.Column("expires_at", sa.Double(), nullable=True, comment="null: never"),
@@ -241,7 +241,7 @@ audit_log = sa.Table(
     sa.Column("address", sa.Text(), nullable=True),
     sa.Column("method", sa.String(8), nullable=False),
     sa.Column("path", sa.Text(), nullable=False),
-    sa.Column("action", sa.Text(), nullable=False, comment="what was done, e.g. targets.update"),
+    sa.Column("action", sa.Text(), nullable=False, comment="e.g. targets.update"),
     sa.Column("status", sa.Integer(), nullable=False, comment="HTTP status answered"),
     sa.Column("before", sa.Text(), nullable=True, comment="JSON, null when nothing was there"),
     sa.Column("after", sa.Text(), nullable=True, comment="JSON, null when removed"),
