@@ -137,9 +137,9 @@ def respond_json(body: Any, fmt: str, *, etag: str | None = None) -> web.Respons
 
 def actor(request: web.Request) -> str:
     """Who makes the request: the authenticated principal's name, else ``api``."""
-    principal = request.get("principal")
-    name = getattr(principal, "name", None)
-    return str(name) if name else "api"
+    from pudimd.auth.principal import actor as principal_actor
+
+    return principal_actor(request, "api")
 
 
 class EditContext:

@@ -247,3 +247,8 @@ def _redact_path(node: dict[str, Any], path: tuple[str, ...]) -> None:
     if isinstance(child, dict):
         node[head] = dict(child)
         _redact_path(node[head], rest)
+    elif isinstance(child, list):  # a list of settings blocks: each of them
+        node[head] = copies = [dict(x) if isinstance(x, dict) else x for x in child]
+        for entry in copies:
+            if isinstance(entry, dict):
+                _redact_path(entry, rest)

@@ -94,25 +94,59 @@ def render_items(items: Iterable[Mapping[str, Any]], indent: str) -> list[str]:
 
 def assign(node: Any, new: Mapping[str, Any]) -> None:
     """Make the ruamel mapping ``node`` equal to ``new``, keeping the comments, order and
-    style of what does not change.  A value of :data:`REDACTED` keeps the current one."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    style of what does not change.  A value of :data:`REDACTED` keeps the current one;
+    where there is none to keep, it is an EditError."""
+    from ruamel.yaml.comments import CommentedMap
 
     for key in [k for k in node if k not in new]:
         del node[key]
     for key, value in new.items():
-        if value == REDACTED and key in node:
-            continue
         if key not in node:
-            node[key] = value
+            node[key] = _new_value(value, key)
             continue
         current = node[key]
+        if value == REDACTED:
+            continue
         if isinstance(current, CommentedMap) and isinstance(value, Mapping):
             assign(current, value)
-        elif isinstance(current, CommentedSeq) and isinstance(value, list):
-            if _plain(current) != value:
-                node[key] = value
+        elif isinstance(current, list) and isinstance(value, list):
+            _assign_list(current, value, key)
         elif _plain(current) != value or type(_plain(current)) is not type(value):
-            node[key] = value
+            node[key] = _new_value(value, key)
+
+
+def _assign_list(current: Any, value: list[Any], where: Any) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
+    if len(current) != len(value):
+        current[:] = [_new_value(v, where) for v in value]
+        return
+    for i, (old, new) in enumerate(zip(current, value, strict=True)):
+        if isinstance(old, CommentedMap) and isinstance(new, Mapping):
+            assign(old, new)
+        elif new == REDACTED:
+            continue
+        elif _plain(old) != new or type(_plain(old)) is not type(new):
+            current[i] = _new_value(new, where)
+
+
+def _new_value(value: Any, where: Any) -> Any:
+    """``value`` to write where nothing was: it must not hold :data:`REDACTED`."""
+    if _holds_redacted(value):
+        raise EditError(
+            f"{where}: {REDACTED} stands for a secret kept in the file, but there is none here to keep; give the value"
+        )
+    return value
+
+
+def _holds_redacted(value: Any) -> bool:
+    if value == REDACTED:
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_redacted(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_redacted(v) for v in value)
+    return False
 
 
 def _plain(value: Any) -> Any:
@@ -313,6 +347,8 @@ class Document:
         """Append ``items`` to ``targets`` (creating the section when there is none)."""
         if not items:
             return
+        for item in items:
+            _new_value(item, f"target {item.get('name')!r}")
         layout = self._target_layout()
         if layout is None:
 
