@@ -24,6 +24,8 @@ from pudimd.alerting.config import alerting_problems, merge_globals
 from pudimd.config.errors import ConfigError, Problem
 from pudimd.config.locate import Locator, yaml_syntax_error
 from pudimd.config.models import ConfigBase, DefaultsConfig, TargetBase
+from pudimd.config.template_files import load_catalog
+from pudimd.config.templates import USE_KEYS, Catalog, Expansion, expand_use, relocate
 
 __all__ = ["ConfigSchema", "format_path", "load_config", "load_config_text", "read_config_text"]
 
@@ -159,13 +161,21 @@ def load_config_text(
     file: str = "<config>",
     env: Mapping[str, str] | None = None,
     alertmanager_config: str | Path | None = None,
+    template_overlay: Mapping[Path, str] | None = None,
 ) -> ConfigBase:
-    """Validate config ``text`` (named ``file`` in errors).  Raises ConfigError."""
+    """Validate config ``text`` (named ``file`` in errors).  Raises ConfigError.
+
+    ``template_overlay``: template file texts that stand in for those files on disk (or
+    are added to the template files), to validate a template before it is written."""
     env = os.environ if env is None else env
     locator = Locator(text)
     problems: list[Problem] = []
+    expansions: list[Expansion] = []
 
     def problem(path: Sequence[str | int], message: str, *, key: bool = False) -> None:
+        if expansions:  # a path into the expanded targets: point at the target in the file
+            path, message, same = relocate(expansions, path, message)
+            key = key and same
         where = locator.locate(path, key=key)
         line, col = where if where else (None, None)
         problems.append(Problem(file, line, col, format_path(path), message))
@@ -208,7 +218,10 @@ def load_config_text(
                 section[key] = value
         if alertmanager_config is not None:
             data["alertmanager_config_file"] = str(am_path)
-    _merge_defaults(data, schema, problem)
+    catalog, template_problems = load_catalog(data, file, problem, template_overlay)
+    problems.extend(template_problems)
+    expansions.extend(_expand_templates(data, catalog, schema, problem))
+    _merge_defaults(data, schema, problem, expansions)
     alerting = data.get("alerting")
     if isinstance(alerting, dict):
         for path, message in merge_globals(alerting, schema.notifier_types):
@@ -228,7 +241,43 @@ def load_config_text(
         problem(where, reason)
     if problems:
         raise ConfigError(problems)
+    config.set_templates(
+        catalog,
+        list(data.get("targets") or []),
+        {e.name: (e.index, e.template) for e in expansions if e.template is not None},
+    )
     return config
+
+
+def _expand_templates(
+    data: dict[str, Any], catalog: Catalog, schema: ConfigSchema, problem: Any
+) -> list[Expansion]:
+    """Replace every ``use:`` target of ``data`` by the targets its template expands to.
+    Returns where each target of the new list comes from (empty when nothing used a
+    template: paths need no translation)."""
+    targets = data.get("targets")
+    if not isinstance(targets, list) or not any(
+        isinstance(item, dict) and "use" in item for item in targets
+    ):
+        return []
+    expanded: list[Any] = []
+    origins: list[Expansion] = []
+    for index, item in enumerate(targets):
+        if not (isinstance(item, dict) and "use" in item):
+            expanded.append(item)
+            origins.append(Expansion(index))
+            continue
+        made, found, template = expand_use(item, catalog, schema.probe_types)
+        for path, message in found:
+            problem(("targets", index, *path), message)
+        if found or template is None:
+            continue
+        using = frozenset(str(key) for key in item) - USE_KEYS
+        for target in made:
+            expanded.append(target)
+            origins.append(Expansion(index, template.spec.label, target["name"], using))
+    data["targets"] = expanded
+    return origins
 
 
 def _semantic_problems(config: ConfigBase) -> list[tuple[list[str | int], str]]:
@@ -301,7 +350,12 @@ def _interpolate(
     return value
 
 
-def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) -> None:
+def _merge_defaults(
+    data: dict[str, Any],
+    schema: ConfigSchema,
+    problem: Any,
+    expansions: Sequence[Expansion] = (),
+) -> None:
     """Fold ``defaults:`` labels and per-type blocks into each target (key by key; the
     target wins).  Interval and timeout defaults are applied by the model, typed."""
     defaults = data.get("defaults")
@@ -332,7 +386,8 @@ def _merge_defaults(data: dict[str, Any], schema: ConfigSchema, problem: Any) ->
             if name in seen:
                 problem(
                     ("targets", index, "name"),
-                    f"duplicate target name {name!r} (first at targets[{seen[name]}])",
+                    f"duplicate target name {name!r} (first at "
+                    f"targets[{expansions[seen[name]].index if expansions else seen[name]}])",
                 )
             seen.setdefault(name, index)
         labels = defaults.get("labels")

@@ -29,6 +29,7 @@ from pudimd.alerting.oncall import OncallConfig
 from pudimd.auth.config import AuthConfig
 from pudimd.backups.config import BackupsConfig
 from pudimd.conditions import Condition
+from pudimd.config.templates import Catalog, TemplateSpec
 from pudimd.durations import PositiveDuration
 from pudimd.settings import PluginSettings, SecretFile, StrictModel
 
@@ -291,6 +292,21 @@ class ConfigBase(StrictModel):
         "inhibit_rules and time_intervals (relative to this file); the alerting section "
         "then holds only pudimd's own settings (rules, outbox...)",
     )
+    templates: list[TemplateSpec] = Field(
+        default_factory=list,
+        description="Target templates of this file (see docs/templates.md); a target with "
+        "`use: NAME` (or NAME@VERSION) and `params:` expands to the template's targets",
+    )
+    template_files: list[str] = Field(
+        default_factory=list,
+        description="Files (globs, relative to this file) each holding a template or a "
+        "list of templates",
+    )
+    templates_dir: Path = Field(
+        Path("templates"),
+        description="Directory (relative to this file) whose *.yaml files are template "
+        "files too; templates imported through the API are written there",
+    )
     probe_modules_file: Path | None = Field(
         None,
         description="A blackbox_exporter config file (blackbox.yml) whose modules /probe "
@@ -302,6 +318,43 @@ class ConfigBase(StrictModel):
         "blackbox.yml; they override the file's and the stock ones of the same name",
     )
     _blackbox_modules: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _template_catalog: Catalog | None = PrivateAttr(default=None)
+    _expanded_targets: list[Any] = PrivateAttr(default_factory=list)
+
+    _target_templates: dict[str, tuple[int, str]] = PrivateAttr(default_factory=dict)
+
+    def set_templates(
+        self,
+        catalog: Catalog,
+        expanded_targets: list[Any],
+        target_templates: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
+        """Record the templates this config could use, its targets as they were after
+        template expansion, and which targets a template made (the loader calls this)."""
+        self._template_catalog = catalog
+        self._expanded_targets = expanded_targets
+        self._target_templates = target_templates or {}
+
+    @property
+    def target_templates(self) -> dict[str, tuple[int, str]]:
+        """Target name -> (index of the using target in the file's ``targets``, template
+        as ``name@version``), for the targets a template made; an editor of the file must
+        change the using target, not these."""
+        return self._target_templates
+
+    @property
+    def template_catalog(self) -> Catalog:
+        """Every template this config may use: built-ins and its own."""
+        if self._template_catalog is None:
+            from pudimd.config.template_files import builtin_templates
+
+            self._template_catalog = Catalog(builtin_templates())
+        return self._template_catalog
+
+    @property
+    def expanded_targets(self) -> list[Any]:
+        """The targets as written after template expansion (before defaults)."""
+        return self._expanded_targets
 
     @field_validator("probe_modules_file")
     @classmethod

@@ -1,0 +1,1 @@
+"""The target templates shipped with pudimd, one YAML file each (docs/templates.md)."""
