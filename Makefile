@@ -9,7 +9,7 @@ STATE  ?= .state
 
 # Debian packages the test suite talks to: nginx, promtool (prometheus), dnsmasq, the real
 # blackbox_exporter, sshd.
-DEBIAN_TEST_PACKAGES ?= nginx prometheus dnsmasq prometheus-blackbox-exporter openssh-server prometheus-alertmanager
+DEBIAN_TEST_PACKAGES ?= nginx prometheus dnsmasq prometheus-blackbox-exporter openssh-server prometheus-alertmanager postgresql-client
 
 .PHONY: run test lint unit bench docs deb-deps clean help
 

@@ -29,6 +29,7 @@ from pudimd.client.models import (
     Acknowledgement,
     Alert,
     AlertHistory,
+    BulkResult,
     ConfigVersion,
     DeliveryAttempt,
     Event,
@@ -36,6 +37,8 @@ from pudimd.client.models import (
     Notification,
     OnCall,
     Status,
+    Target,
+    TargetPage,
 )
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "AlertHistory",
     "ApiError",
     "AsyncClient",
+    "BulkResult",
     "Client",
     "ConfigVersion",
     "Conflict",
@@ -58,6 +62,8 @@ __all__ = [
     "OnCall",
     "PudimdError",
     "Status",
+    "Target",
+    "TargetPage",
     "TimedOut",
     "Unauthorized",
 ]

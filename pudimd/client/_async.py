@@ -16,10 +16,13 @@ from pudimd.client.errors import PROBLEM_CONTENT_TYPE, PudimdError
 from pudimd.client.models import (
     Alert,
     AlertHistory,
+    BulkResult,
     ConfigVersion,
     GettableAlert,
     OnCall,
     Status,
+    Target,
+    TargetPage,
 )
 
 __all__ = ["AsyncClient", "format_duration", "format_time"]
@@ -142,6 +145,9 @@ class AsyncClient:
     async def _post(self, path: str, body: Mapping[str, Any]) -> Any:
         return await self._open().request("POST", path, body=dict(body))
 
+    async def _send(self, method: str, path: str, body: Any = None, params: Params = ()) -> Any:
+        return await self._open().request(method, path, body=body, params=params)
+
     # -- Alertmanager API v2 --------------------------------------------------------------
 
     async def alerts(
@@ -252,6 +258,92 @@ class AsyncClient:
         params = [(k, str(v)) for k, v in (("limit", limit), ("before", before)) if v is not None]
         data = _expect(await self._get("/api/v1/config/versions", params), dict, "versions")
         return [ConfigVersion.from_json(item) for item in data.get("versions") or ()]
+
+    # -- targets ------------------------------------------------------------------------
+
+    async def targets_page(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        probe: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        query: str | None = None,
+        health: str | None = None,
+    ) -> TargetPage:
+        """``GET /api/v1/targets``: one page, by name, filtered."""
+        params: list[tuple[str, str]] = [
+            (k, str(v))
+            for k, v in (
+                ("limit", limit),
+                ("cursor", cursor),
+                ("probe", probe),
+                ("q", query),
+                ("health", health),
+            )
+            if v is not None
+        ]
+        params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+        data = _expect(await self._get("/api/v1/targets", params), dict, "GET /api/v1/targets")
+        return TargetPage.from_json(data)
+
+    async def targets(self, **filters: Any) -> list[Target]:
+        """Every target matching ``filters`` (as :meth:`targets_page`), all pages."""
+        found: list[Target] = []
+        cursor: str | None = None
+        while True:
+            page = await self.targets_page(limit=1000, cursor=cursor, **filters)
+            found += page.targets
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    async def target(self, name: str) -> Target:
+        """``GET /api/v1/targets/{name}``."""
+        data = await self._get(f"/api/v1/targets/{quote(name, safe='/')}")
+        return Target.from_json(_expect(data, dict, "GET target"))
+
+    async def create_target(self, target: Mapping[str, Any]) -> Target:
+        """``POST /api/v1/targets``: written to the config file and applied."""
+        data = await self._send("POST", "/api/v1/targets", dict(target))
+        return Target.from_json(_expect(data, dict, "POST target"))
+
+    async def replace_target(self, name: str, target: Mapping[str, Any]) -> Target:
+        """``PUT /api/v1/targets/{name}``."""
+        data = await self._send("PUT", f"/api/v1/targets/{quote(name, safe='/')}", dict(target))
+        return Target.from_json(_expect(data, dict, "PUT target"))
+
+    async def update_target(self, name: str, patch: Mapping[str, Any]) -> Target:
+        """``PATCH /api/v1/targets/{name}`` (JSON merge patch: None removes a field)."""
+        data = await self._send("PATCH", f"/api/v1/targets/{quote(name, safe='/')}", dict(patch))
+        return Target.from_json(_expect(data, dict, "PATCH target"))
+
+    async def delete_target(self, name: str) -> None:
+        """``DELETE /api/v1/targets/{name}``."""
+        await self._send("DELETE", f"/api/v1/targets/{quote(name, safe='/')}")
+
+    async def import_targets(
+        self, targets: Sequence[Mapping[str, Any]], *, mode: str = "merge", dry_run: bool = False
+    ) -> BulkResult:
+        """``POST /api/v1/targets/import``: ``merge`` creates or replaces by name,
+        ``replace`` makes ``targets`` the whole list; all or nothing."""
+        params = [("mode", mode)] + ([("dry_run", "true")] if dry_run else [])
+        body = [dict(t) for t in targets]
+        data = await self._send("POST", "/api/v1/targets/import", body, params)
+        return BulkResult.from_json(_expect(data, dict, "import"))
+
+    async def export_targets(self) -> list[dict[str, Any]]:
+        """Every target as written (``GET /api/v1/targets?format=json``), importable."""
+        data = await self._get("/api/v1/targets", [("format", "json")])
+        return list(_expect(data, dict, "export").get("targets") or [])
+
+    async def daemon_status(self) -> dict[str, Any]:
+        """``GET /api/v1/status``: version, uptime, plugins, scheduler, store, outbox..."""
+        return dict(_expect(await self._get("/api/v1/status"), dict, "GET /api/v1/status"))
+
+    async def whoami(self) -> dict[str, Any]:
+        """``GET /api/v1/whoami``: who the token (or session) is, and its role."""
+        return dict(_expect(await self._get("/api/v1/whoami"), dict, "GET /api/v1/whoami"))
 
 
 def _ack_body(

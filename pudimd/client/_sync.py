@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -19,10 +19,13 @@ from pudimd.client.errors import PudimdError
 from pudimd.client.models import (
     Alert,
     AlertHistory,
+    BulkResult,
     ConfigVersion,
     GettableAlert,
     OnCall,
     Status,
+    Target,
+    TargetPage,
 )
 
 __all__ = ["Client"]
@@ -188,3 +191,38 @@ class Client:
         self, *, limit: int | None = None, before: int | None = None
     ) -> list[ConfigVersion]:
         return self._run(self._client.config_versions(limit=limit, before=before))
+
+    def targets_page(self, **filters: Any) -> TargetPage:
+        return self._run(self._client.targets_page(**filters))
+
+    def targets(self, **filters: Any) -> list[Target]:
+        return self._run(self._client.targets(**filters))
+
+    def target(self, name: str) -> Target:
+        return self._run(self._client.target(name))
+
+    def create_target(self, target: Mapping[str, Any]) -> Target:
+        return self._run(self._client.create_target(target))
+
+    def replace_target(self, name: str, target: Mapping[str, Any]) -> Target:
+        return self._run(self._client.replace_target(name, target))
+
+    def update_target(self, name: str, patch: Mapping[str, Any]) -> Target:
+        return self._run(self._client.update_target(name, patch))
+
+    def delete_target(self, name: str) -> None:
+        self._run(self._client.delete_target(name))
+
+    def import_targets(
+        self, targets: Sequence[Mapping[str, Any]], *, mode: str = "merge", dry_run: bool = False
+    ) -> BulkResult:
+        return self._run(self._client.import_targets(targets, mode=mode, dry_run=dry_run))
+
+    def export_targets(self) -> list[dict[str, Any]]:
+        return self._run(self._client.export_targets())
+
+    def daemon_status(self) -> dict[str, Any]:
+        return self._run(self._client.daemon_status())
+
+    def whoami(self) -> dict[str, Any]:
+        return self._run(self._client.whoami())

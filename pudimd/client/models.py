@@ -306,3 +306,66 @@ class Status:
             config=str((data.get("config") or {}).get("original", "")),
             uptime=_time(data["uptime"]),
         )
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target as the config file has it (``config``: every field written, secrets as
+    ``<secret>``) and its live ``status`` (``health``: up, down, degraded, unknown)."""
+
+    name: str
+    probe: str
+    target: str
+    config: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def health(self) -> str:
+        return str(self.status.get("health", "unknown"))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Target:
+        config = {k: v for k, v in data.items() if k != "status"}
+        return cls(
+            name=str(data.get("name", "")),
+            probe=str(data.get("probe", "")),
+            target=str(data.get("target", "")),
+            config=config,
+            status=dict(data.get("status") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class TargetPage:
+    """One page of ``GET /api/v1/targets``; ``next_cursor`` is None on the last page."""
+
+    targets: tuple[Target, ...]
+    total: int
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TargetPage:
+        return cls(
+            targets=tuple(Target.from_json(item) for item in data.get("targets") or ()),
+            total=int(data.get("total", 0)),
+            next_cursor=_opt_str(data.get("next_cursor")),
+        )
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk change or an import did."""
+
+    created: int
+    updated: int
+    deleted: int
+    changed: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BulkResult:
+        return cls(
+            created=int(data.get("created", 0)),
+            updated=int(data.get("updated", 0)),
+            deleted=int(data.get("deleted", 0)),
+            changed=bool(data.get("changed")),
+        )
