@@ -142,7 +142,11 @@ def main() -> None:
     failed = []
     with temp_dir("pudimd-bench-api-") as tmp:
         config = tmp / "pudimd.yaml"
-        write_config(config, targets(args.targets, sink.port), logging={"level": "warning"})
+        # one token stands for the 50 clients here: lift its rate limit (1,000/s by default)
+        unlimited = {"rate_limit": {"per_token": {"rate": 1e6, "burst": 1_000_000}}}
+        write_config(
+            config, targets(args.targets, sink.port), logging={"level": "warning"}, auth=unlimited
+        )
         state = tmp / "state"
         with DaemonProc(config, state) as daemon:
             ready = daemon.wait_ready()

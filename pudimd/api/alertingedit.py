@@ -33,7 +33,7 @@ from pudimd.api.configedit import EditContext, actor, read_body
 from pudimd.api.problems import Problem, answers_problems
 from pudimd.api.targets import check_name
 from pudimd.config.editor import item_etag, redact, secret_paths
-from pudimd.config.yamledit import Document, assign
+from pudimd.config.yamledit import Document, assign, plain
 
 if TYPE_CHECKING:
     from pudimd.daemon import Daemon
@@ -68,6 +68,9 @@ class _NamedList:
             if settings is not None:
                 paths += [(config_key(cls), *p) for p in secret_paths(settings)]
         return paths
+
+    def _redact(self, item: Any) -> Any:
+        return redact(item, self._secrets()) if isinstance(item, dict) else item
 
     def _guard(self) -> None:
         config = self.daemon.config
@@ -113,6 +116,7 @@ class _NamedList:
             raise Problem(422, f"a {self.noun} is an object")
         body = {"name": name, **{k: v for k, v in body.items() if k != "name"}}
         created: list[bool] = []
+        found: dict[str, Any] = {"after": body}
 
         def change(doc: Document) -> None:
             def edit(node: Any) -> None:
@@ -120,6 +124,7 @@ class _NamedList:
                 items = section.setdefault(self.key, [])
                 for entry in items:
                     if isinstance(entry, dict) and entry.get("name") == name:
+                        found["before"] = plain(entry)
                         assign(entry, body)
                         return
                 items.append(body)
@@ -127,7 +132,9 @@ class _NamedList:
 
             doc.edit_section("alerting", edit)
 
-        edited = await self.edits.run(request, change, action=f"{self.key}.put", after=body)
+        edited = await self.edits.run(
+            request, change, action=f"{self.key}.put", audit_from=found, redact=self._redact
+        )
         return _json(
             redact(body, self._secrets()),
             status=201 if created and edited.changed else 200,
@@ -138,22 +145,29 @@ class _NamedList:
         self._guard()
         name = request.match_info["name"]
 
-        def change(doc: Document) -> None:
-            found: list[bool] = []
+        found: dict[str, Any] = {}
 
+        def change(doc: Document) -> None:
             def edit(node: Any) -> None:
                 items = (node.get("alerting") or {}).get(self.key) or []
                 for i, entry in enumerate(items):
                     if isinstance(entry, dict) and entry.get("name") == name:
+                        found["before"] = plain(entry)
                         del items[i]
-                        found.append(True)
                         return
 
             doc.edit_section("alerting", edit)
-            if not found:
+            if "before" not in found:
                 raise Problem(404, f"no {self.noun} named {name!r}")
 
-        await self.edits.run(request, change, action=f"{self.key}.delete")
+        await self.edits.run(
+            request,
+            change,
+            action=f"{self.key}.delete",
+            status=204,
+            audit_from=found,
+            redact=self._redact,
+        )
         return web.Response(status=204)
 
 
@@ -184,17 +198,20 @@ class _Routes:
         if not isinstance(route, dict):
             raise Problem(422, "the route tree is an object (with a receiver)")
 
+        found: dict[str, Any] = {"after": route}
+
         def change(doc: Document) -> None:
             def edit(node: Any) -> None:
                 section = node.setdefault("alerting", {})
                 if isinstance(section.get("route"), dict):
+                    found["before"] = plain(section["route"])
                     assign(section["route"], route)
                 else:
                     section["route"] = route
 
             doc.edit_section("alerting", edit)
 
-        await self.edits.run(request, change, action="routes.put", after=route)
+        await self.edits.run(request, change, action="routes.put", audit_from=found)
         return _json({"route": route}, etag=item_etag(route))
 
 

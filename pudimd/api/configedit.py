@@ -28,6 +28,7 @@ import yaml_rs
 from aiohttp import web
 
 from pudimd.api.problems import Problem, answers_problems
+from pudimd.auth.audit import audit as audit_row
 from pudimd.config.editor import (
     ConfigEditor,
     Edited,
@@ -161,18 +162,25 @@ class EditContext:
         change_fn: Callable[[Document], T],
         *,
         action: str,
+        status: int = 200,
         if_match: str | bool | None = True,
+        before: Any = None,
         after: Any = None,
         audit_from: Mapping[str, Any] | None = None,
+        redact: Callable[[Any], Any] | None = None,
     ) -> Edited[T]:
         """Run an edit for ``request``: ``If-Match`` from its header unless given,
         ``dry_run`` from its query, its author as the version's; failures raised as
-        Problem."""
+        Problem.  A change made is written to the audit log with ``before`` and ``after``
+        (or what ``change_fn`` left under those keys of ``audit_from``), through
+        ``redact`` when given, and the config versions it went between."""
         if if_match is True:
             if_match = request.headers.get("If-Match")
         dry_run = request.query.get("dry_run", "").lower() in _TRUE
         message = request.headers.get("X-Pudimd-Message", "") or f"{action} through the API"
         change = Change("api", actor(request), message)
+        current = self.daemon.config_version
+        version_before = None if current is None else current.id
         try:
             edited = await self.editor.edit(
                 change_fn,
@@ -201,7 +209,42 @@ class EditContext:
                 author=change.author,
                 seconds=round(edited.seconds, 3),
             )
+            if audit_from is not None:
+                before = audit_from.get("before", before)
+                after = audit_from.get("after", after)
+            if redact is not None:
+                before = None if before is None else redact(before)
+                after = None if after is None else redact(after)
+            version = self.daemon.config_version
+            await audit(
+                request,
+                action,
+                before,
+                after,
+                status=status,
+                versions={"from": version_before, "to": None if version is None else version.id},
+            )
         return edited
+
+
+async def audit(
+    request: web.Request,
+    action: str,
+    before: Any,
+    after: Any,
+    *,
+    status: int,
+    versions: dict[str, int | None],
+) -> None:
+    """The audit row of a config edit: the resource before and after, and the config
+    versions it went from and to (their texts are in the versions table)."""
+    await audit_row(
+        request,
+        action,
+        None if before is None else {"config_version": versions["from"], "value": before},
+        None if after is None else {"config_version": versions["to"], "value": after},
+        status=status,
+    )
 
 
 def invalid_problem(exc: Invalid) -> Problem:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import base64
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -120,6 +120,15 @@ class _Index:
         self.names = [name for name, _ in named]
         self.items = [item for _, item in named]
         self.by_name = dict(named)
+        self._json: list[bytes | None] = [None] * len(self.items)
+
+    def json_without_status(self, position: int, public: Callable[[Any], dict[str, Any]]) -> bytes:
+        """Item ``position`` as the API shows it (secrets redacted), as JSON without its
+        closing brace: built once per file state, so a page costs the live status only."""
+        cached = self._json[position]
+        if cached is None:
+            cached = self._json[position] = orjson.dumps(public(self.items[position]))[:-1]
+        return cached
 
 
 class _TargetsAPI:
@@ -198,7 +207,7 @@ class _TargetsAPI:
         labels = [_label_filter(text) for text in query.getall("label", [])]
         needle = query.get("q", "").lower()
         health = query.get("health")
-        page: list[dict[str, Any]] = []
+        page: list[bytes] = []
         position = start
         while position < len(index.items) and len(page) < limit:
             item = index.items[position]
@@ -212,22 +221,20 @@ class _TargetsAPI:
                 or needle in str(item.get("target", "")).lower()
             ):
                 continue
-            view = self._view(item)
-            if health and view["status"]["health"] != health:
+            status = self._status(index.names[position - 1])
+            if health and status["health"] != health:
                 continue
-            page.append(view)
+            head = index.json_without_status(position - 1, self._public)
+            glue = b',"status":' if len(head) > 1 else b'"status":'
+            page.append(head + glue + orjson.dumps(status) + b"}")
         more = position < len(index.items)
-        body: dict[str, Any] = {
-            "targets": page,
+        tail = {
             "total": len(index.items),
-            "next_cursor": _encode_cursor(index.names[position - 1]) if more and page else None,
+            "next_cursor": _encode_cursor(index.names[position - 1]) if more else None,
         }
-        if more and not page:  # every row filtered out in this stretch: go on from there
-            body["next_cursor"] = _encode_cursor(index.names[position - 1])
+        body = b'{"targets":[' + b",".join(page) + b"]," + orjson.dumps(tail)[1:]
         return web.Response(
-            body=orjson.dumps(body),
-            content_type="application/json",
-            headers={"ETag": snapshot.etag},
+            body=body, content_type="application/json", headers={"ETag": snapshot.etag}
         )
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -261,7 +268,9 @@ class _TargetsAPI:
             doc.add_targets([item])
             return item
 
-        await self.edits.run(request, change, action="targets.create", after=item)
+        await self.edits.run(
+            request, change, action="targets.create", status=201, after=item, redact=self._public
+        )
         return web.Response(
             status=201,
             body=orjson.dumps(self._view(item)),
@@ -298,6 +307,7 @@ class _TargetsAPI:
             action="targets.update",
             if_match=None,  # checked per target above (file ETags accepted there too)
             audit_from=found,
+            redact=self._public,
         )
         item = edited.value
         return web.Response(
@@ -326,7 +336,13 @@ class _TargetsAPI:
             doc.remove_targets([index])
 
         await self.edits.run(
-            request, change, action="targets.delete", if_match=None, audit_from=found
+            request,
+            change,
+            action="targets.delete",
+            status=204,
+            if_match=None,
+            audit_from=found,
+            redact=self._public,
         )
         return web.Response(status=204)
 
@@ -356,7 +372,12 @@ class _TargetsAPI:
         def change(doc: Document) -> dict[str, int]:
             return apply_bulk(doc, create, update, delete)
 
-        edited = await self.edits.run(request, change, action="targets.bulk", after=body)
+        summary = {
+            "create": [x["name"] for x in create],
+            "update": [x["name"] for x in update],
+            "delete": delete,
+        }
+        edited = await self.edits.run(request, change, action="targets.bulk", after=summary)
         return web.json_response(
             {**edited.value, "changed": edited.changed}, headers={"ETag": edited.etag}
         )
@@ -380,7 +401,10 @@ class _TargetsAPI:
             return apply_bulk(doc, create, update, delete)
 
         edited = await self.edits.run(
-            request, change, action="targets.import", after={"count": len(items), "mode": mode}
+            request,
+            change,
+            action="targets.import",
+            after={"mode": mode, "targets": [x["name"] for x in items]},
         )
         return web.json_response(
             {**edited.value, "changed": edited.changed}, headers={"ETag": edited.etag}
@@ -487,10 +511,10 @@ def targets_routes(daemon: Daemon, edits: EditContext) -> list[web.RouteDef]:
         web.post("/api/v1/targets", answers_problems(api.create)),
         web.post("/api/v1/targets/bulk", answers_problems(api.bulk)),
         web.post("/api/v1/targets/import", answers_problems(api.import_)),
-        web.get("/api/v1/targets/{name:.+}", answers_problems(api.get)),
-        web.put("/api/v1/targets/{name:.+}", answers_problems(api.put)),
-        web.patch("/api/v1/targets/{name:.+}", answers_problems(api.patch)),
-        web.delete("/api/v1/targets/{name:.+}", answers_problems(api.delete)),
+        web.get("/api/v1/targets/{name:[\\s\\S]+}", answers_problems(api.get)),
+        web.put("/api/v1/targets/{name:[\\s\\S]+}", answers_problems(api.put)),
+        web.patch("/api/v1/targets/{name:[\\s\\S]+}", answers_problems(api.patch)),
+        web.delete("/api/v1/targets/{name:[\\s\\S]+}", answers_problems(api.delete)),
     ]
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Document",
     "EditError",
     "assign",
+    "plain",
     "render_items",
 ]
 
@@ -111,7 +112,7 @@ def assign(node: Any, new: Mapping[str, Any]) -> None:
             assign(current, value)
         elif isinstance(current, list) and isinstance(value, list):
             _assign_list(current, value, key)
-        elif _plain(current) != value or type(_plain(current)) is not type(value):
+        elif plain(current) != value or type(plain(current)) is not type(value):
             node[key] = _new_value(value, key)
 
 
@@ -126,7 +127,7 @@ def _assign_list(current: Any, value: list[Any], where: Any) -> None:
             assign(old, new)
         elif new == REDACTED:
             continue
-        elif _plain(old) != new or type(_plain(old)) is not type(new):
+        elif plain(old) != new or type(plain(old)) is not type(new):
             current[i] = _new_value(new, where)
 
 
@@ -134,7 +135,8 @@ def _new_value(value: Any, where: Any) -> Any:
     """``value`` to write where nothing was: it must not hold :data:`REDACTED`."""
     if _holds_redacted(value):
         raise EditError(
-            f"{where}: {REDACTED} stands for a secret kept in the file, but there is none here to keep; give the value"
+            f"{where}: {REDACTED} stands for a secret kept in the file, but there is "
+            "none here to keep; give the value"
         )
     return value
 
@@ -149,12 +151,12 @@ def _holds_redacted(value: Any) -> bool:
     return False
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """ruamel's node types as plain Python values, for comparison."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):

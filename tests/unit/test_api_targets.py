@@ -272,3 +272,19 @@ async def test_dry_run_writes_nothing(api: Api) -> None:
         "POST", "/targets?dry_run=true", 201, json={"name": "x", "probe": "echo", "target": "t"}
     )
     assert api.file() == before and "x" not in api.jobs()
+
+
+async def test_every_edit_is_audited_with_before_and_after(api: Api) -> None:
+    await api.call("PATCH", "/targets/api", json={"target": "c.example"})
+    await api.call("DELETE", "/targets/web", 204)
+    log, _ = await api.call("GET", "/audit?limit=10")
+    entries = {e["action"]: e for e in log["entries"]}
+    patched = entries["targets.update"]
+    assert patched["actor"] == "token:test" and patched["method"] == "PATCH"
+    assert patched["before"]["value"]["target"] == "b.example"
+    assert patched["after"]["value"]["target"] == "c.example"
+    assert patched["before"]["value"]["echo"] == {"token": "<secret>"}  # never the secret
+    assert patched["after"]["config_version"] == patched["before"]["config_version"] + 1
+    removed = entries["targets.delete"]
+    assert removed["before"]["value"]["name"] == "web" and removed["after"] is None
+    assert removed["status"] == 204
