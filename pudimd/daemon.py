@@ -20,8 +20,10 @@ from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.oncall import OncallDirectory
 from pudimd.alerting.rules import RuleEngine
 from pudimd.api.app import make_app, serve
+from pudimd.backups.service import BackupService
 from pudimd.config import ConfigBase, ConfigError, ConfigSchema, load_config_text, schema_for
 from pudimd.config.models import parse_host_port
+from pudimd.events import EventBus
 from pudimd.log import configure_logging
 from pudimd.metrics import Metrics
 from pudimd.paths import default_state_dir
@@ -168,12 +170,15 @@ class Daemon:
         self.alerting: Alerting | None = None
         self.rules: RuleEngine | None = None
         self.oncall: OncallDirectory | None = None
+        self.backups: BackupService | None = None
         self.ready = False
         self.port: int | None = None
         self._stop = anyio.Event()
         self._reload_lock = anyio.Lock()
         self._tg: TaskGroup | None = None
         self._result_hook = self.host.has_impls("pudimd_result")
+        self.events = EventBus()
+        self.started_at = time.time()
 
     # -- config -----------------------------------------------------------------------
 
@@ -254,6 +259,7 @@ class Daemon:
                 AlertingMetrics(self.metrics.registry),
                 on_plugin_error=self.host.record_error,
             )
+            self.alerting.on_change = self.events.publish_alert
             await self.alerting.start(config.alerting, self._alerting_text(config))
             self._configure_oncall(config)
             self.rules = RuleEngine(
@@ -281,6 +287,9 @@ class Daemon:
         assert self.store is not None and self.scheduler is not None
         store_svc, api_svc, sched_svc = _Service("store"), _Service("api"), _Service("scheduler")
         alert_svc, rules_svc = _Service("alerting"), _Service("rules")
+        backup_svc = _Service("backups")
+        self.backups = BackupService.for_daemon(self)
+        backups = self.backups
         assert self.alerting is not None and self.rules is not None
         rules = self.rules
         async with anyio.create_task_group() as tg:
@@ -298,8 +307,12 @@ class Daemon:
                 lambda task_status: serve(app, host, port, task_status=task_status),
             )
             await tg.start(sched_svc.run, self.scheduler.run)
+            await tg.start(backup_svc.run, backups.run)
             self.scheduler.apply(config.targets)
             self.config_version = await record_applied(self.store.engine, text, Change("start"))
+            self.events.reloaded(
+                True, source="start", version=getattr(self.config_version, "id", None)
+            )
             await self.host.call_event("pudimd_startup", daemon=self)
             _settle_heap()
             self.ready = True
@@ -320,6 +333,7 @@ class Daemon:
             self.notifier.stopping()
             log.info("pudimd stopping")
             with anyio.move_on_after(STOP_TIMEOUT, shield=True) as budget:
+                await backup_svc.stop()
                 await sched_svc.stop()
                 await rules_svc.stop()
                 await self.host.call_event("pudimd_shutdown", daemon=self)
@@ -350,6 +364,7 @@ class Daemon:
         assert self.store is not None
         self.metrics.count_check(job.target.probe, result.success, result.degraded)
         self.store.enqueue(job.name, job.target.probe, result)
+        self.events.publish_result(job.name, job.target.probe, result)
         if self.rules is not None:
             self.rules.observe(job.name, result)
         if self._result_hook and self._tg is not None:
@@ -374,26 +389,52 @@ class Daemon:
         raised, nothing changed), then write it to the config file atomically and reload."""
         async with self._reload_lock:
             if text is not None:
-                await anyio.to_thread.run_sync(self.load_text, text)
+                config, _ = await anyio.to_thread.run_sync(self.load_text, text)
                 await anyio.to_thread.run_sync(write_config_file, self.config_path, text)
+                await self.apply_locked(config, text, source, change)
+                return None
             self.notifier.reloading()
             try:
                 return await self._reload(source, change)
             finally:
                 self.notifier.ready()
 
+    @property
+    def reload_lock(self) -> anyio.Lock:
+        """Held while a config is read, validated and applied: an editor holds it from
+        reading the file to applying its edit, so edits and reloads never interleave."""
+        return self._reload_lock
+
+    async def apply_locked(
+        self, config: ConfigBase, text: str, source: str, change: Change = FILE_CHANGE
+    ) -> None:
+        """Apply ``config`` (validated from ``text``, which the file now holds) to the
+        running daemon and record it.  The caller holds :attr:`reload_lock`."""
+        self.notifier.reloading()
+        try:
+            await self._apply(config, text, source, change, time.perf_counter())
+        finally:
+            self.notifier.ready()
+
     async def _reload(self, source: str, change: Change = FILE_CHANGE) -> str | None:
-        assert self.scheduler is not None and self.config is not None
         started = time.perf_counter()
         try:
             config, config_text = await anyio.to_thread.run_sync(self.load_text)
         except ConfigError as exc:
             self.metrics.reload_success.set(0)
+            self.events.reloaded(False, source=source, error=str(exc))
             for line in str(exc).splitlines():
                 log.error(
                     "config reload failed; the running config stays", source=source, error=line
                 )
             return str(exc)
+        await self._apply(config, config_text, source, change, started)
+        return None
+
+    async def _apply(
+        self, config: ConfigBase, config_text: str, source: str, change: Change, started: float
+    ) -> None:
+        assert self.scheduler is not None and self.config is not None
         old = self.config
         for what, before, after in (
             ("server.listen", self.listen_address(old), self.listen_address(config)),
@@ -412,6 +453,8 @@ class Daemon:
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(time.time())
         self.retire_probes(retired)
+        if self.backups is not None:
+            self.backups.configure(config)
         if self.alerting is not None:
             text = self._alerting_text(config)
             retired_notifiers = self.alerting.configure(config.alerting, text)
@@ -423,6 +466,7 @@ class Daemon:
             self.rules.configure(config.alerting.rules, config.targets)
         if self.store is not None:
             self.config_version = await record_applied(self.store.engine, config_text, change)
+        self.events.reloaded(True, source=source, version=getattr(self.config_version, "id", None))
         _settle_heap(full=False)
         log.info(
             "config reloaded",
@@ -433,7 +477,6 @@ class Daemon:
             unchanged=stats.unchanged,
             seconds=round(time.perf_counter() - started, 3),
         )
-        return None
 
     def _alerting_text(self, config: ConfigBase) -> str:
         """The alerting configuration as written (``/api/v2/status`` shows it)."""

@@ -135,6 +135,9 @@ class Alerting:
         self._wake_writer = anyio.Event()
         self._expiry: list[tuple[float, str]] = []
         self._wake_expiry = anyio.Event()
+        self.on_change: Callable[[Alert, str, float], None] | None = None
+        """Called with an alert, its new state (``firing``, ``resolved``, or what an action
+        or a timer recorded: ``acknowledged``, ``escalated``...) and when (the live events)."""
         metrics.watch(self._gauges)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -271,6 +274,7 @@ class Alerting:
                 alert = Alert.new(posted, now, self.resolve_timeout, fp)
                 self._alerts[fp] = alert
                 dispatcher.add(alert, now)
+                self._changed(alert, "firing", now)
             else:
                 starts_before, ends_before = alert.starts_at, alert.ends_at
                 was_resolved = ends_before <= now
@@ -280,6 +284,8 @@ class Alerting:
                     dispatcher.touch((fp,), now)
                 if was_resolved and not resolved:
                     self._new_episode(alert, starts_before, ends_before)
+                if was_resolved != alert.resolved(now):
+                    self._changed(alert, "firing" if was_resolved else "resolved", now)
             if alert.ends_at > now:
                 heapq.heappush(self._expiry, (alert.ends_at, fp))
                 self._wake_expiry.set()
@@ -437,6 +443,7 @@ class Alerting:
             alert = self._alerts.get(fp)
             if alert is not None and alert.ends_at == ends_at and fp not in resolved:
                 resolved.append(fp)
+                self._changed(alert, "resolved", ends_at)
         self._expire_acks(now)
         if resolved:
             self.dispatcher.touch(resolved, now)
@@ -761,6 +768,15 @@ class Alerting:
         detail: dict[str, Any] | None = None,
     ) -> None:
         self._events.append(_event(alert, kind, at, detail, actor, interface))
+        if kind not in ("fired", "resolved") or actor is not None:  # not an _archive
+            self._changed(alert, kind, at)
+
+    def _changed(self, alert: Alert, state: str, at: float) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(alert, state, at)
+            except Exception:
+                log.exception("alert change callback failed", alert=alert.fingerprint)
 
     # -- dispatcher and outbox glue ------------------------------------------------------
 
