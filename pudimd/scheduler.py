@@ -157,7 +157,7 @@ class Scheduler:
                 stats.removed += 1
         for name, target in wanted.items():
             old = self.jobs.get(name)
-            if old is not None and old.target == target:
+            if old is not None and (old.target is target or old.target == target):
                 stats.unchanged += 1
                 continue
             probe, plugin = self.make_probe(target)

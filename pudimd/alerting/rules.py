@@ -476,6 +476,8 @@ class _Target:
     ancestors: tuple[str, ...] = ()
     descendants: tuple[str, ...] = ()
     depth: int = 0
+    model: Any = None
+    """The target's config object this entry was built from."""
 
     @classmethod
     def build(cls, target: Any) -> _Target:
@@ -488,6 +490,7 @@ class _Target:
             subject=(name, probe, getattr(target, "target", None)),
             match_labels={**labels, "target": name, "probe": probe},
             depends_on=tuple(getattr(target, "depends_on", None) or ()),
+            model=target,
         )
 
 
@@ -636,17 +639,32 @@ class RuleEngine:
         Disabled targets are not covered.  Raises ValueError when two rules have the same
         name and labels (:func:`check_rules` reports it first)."""
         now = self._clock()
+        # The same rules, and a target given as the very object seen last time (the
+        # daemon passes unchanged targets so): its entry and pairs are kept as they are.
+        same_rules = len(rules) == len(self._rules) and all(
+            new is old.config or new == old.config
+            for new, old in zip(rules, self._rules, strict=False)
+        )
         compiled: list[_Rule] = []
         keys: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-        for config in rules:
-            if config.key in keys:
-                raise ValueError(f"two rules named {config.name!r} have the same labels")
-            keys.add(config.key)
-            compiled.append(_Rule.build(config))
+        if same_rules:
+            compiled = self._rules
+        else:
+            for config in rules:
+                if config.key in keys:
+                    raise ValueError(f"two rules named {config.name!r} have the same labels")
+                keys.add(config.key)
+                compiled.append(_Rule.build(config))
 
         new_targets: dict[str, _Target] = {}
+        kept: set[str] = set()
         for model in targets:
             if not getattr(model, "enabled", True):
+                continue
+            old = self._targets.get(str(model.name))
+            if same_rules and old is not None and old.model is model:
+                new_targets[old.name] = old
+                kept.add(old.name)
                 continue
             entry = _Target.build(model)
             old = self._targets.get(entry.name)
@@ -658,8 +676,13 @@ class RuleEngine:
 
         new_pairs: dict[tuple[tuple[str, tuple[tuple[str, str], ...]], str], _Pair] = {}
         changed: set[_Pair] = set()
+        for name in kept:
+            for pair in new_targets[name].pairs:
+                new_pairs[pair.key] = pair
         for rule in compiled:
             for entry in new_targets.values():
+                if entry.name in kept:
+                    continue
                 if rule.covers(entry):
                     pair = self._carry(rule, entry, now, changed)
                     new_pairs[pair.key] = pair

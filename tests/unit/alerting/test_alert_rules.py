@@ -673,6 +673,30 @@ def test_reload_keeps_the_state_of_unchanged_pairs() -> None:
     assert sorted(a.labels["target"] for a in alerts) == ["db", "web"]
 
 
+def test_reload_with_the_same_target_objects_keeps_their_entries_and_rebuilds_the_rest() -> None:
+    rules = [rule(failure_threshold=2, labels={"severity": "page"})]
+    web, db = target("web", labels={"team": "a"}), target("db")
+    h = Harness(rules, [web, db])
+    h.check("web", fail())
+    h.check("db", fail(), fail())
+    fired = h.take()
+    assert [a.labels["target"] for a in fired] == ["db"]
+    kept = h.engine._targets["web"]
+    # web is the same object (the daemon passes unchanged targets so); db changed labels
+    h.engine.configure(rules, [web, target("db", labels={"team": "b"})])
+    assert h.engine._targets["web"] is kept
+    alerts = h.take()  # db's alert: resolved under its old labels, firing under the new
+    assert sorted((a.labels.get("team", ""), a.ends_at == h.clock.now) for a in alerts) == [
+        ("", True),
+        ("b", False),
+    ]
+    h.check("web", fail())  # web's first failure was kept: this is the second
+    assert [a.labels["team"] for a in h.take()] == ["a"]
+    # a changed rule rebuilds every entry, even of the same objects
+    h.engine.configure([rule(failure_threshold=5, labels={"severity": "page"})], [web])
+    assert h.engine._targets["web"] is not kept and set(h.engine._targets) == {"web"}
+
+
 def test_reload_resolves_alerts_of_pairs_that_disappear() -> None:
     h = Harness(
         [rule(failure_threshold=1), rule(name="Other", failure_threshold=1)],
