@@ -74,8 +74,8 @@ def _int(text: str | None, what: str, *, default: int | None = None) -> int:
         value = int(text)
     except ValueError:
         raise Problem(400, f"{what} must be an integer, got {text!r}") from None
-    if value < 1:
-        raise Problem(400, f"{what} must be at least 1, got {value}")
+    if not 1 <= value < 2**63:  # the database's integers are 64-bit
+        raise Problem(400, f"{what} must be at least 1 (and a 64-bit integer), got {value}")
     return value
 
 
@@ -157,7 +157,10 @@ class _VersionsAPI:
         body = await read_json(request) if request.can_read_body else {}
         if not isinstance(body, dict):
             raise Problem(400, "the request body must be a JSON object")
-        author = _string(body, "author", required=True)
+        from pudimd.auth.principal import actor
+
+        caller = actor(request)  # the signed-in caller is the author a body may omit
+        author = _string(body, "author", required=not caller) or caller
         message = _string(body, "message", required=False) or f"rollback to version {version.id}"
         assert version.text is not None
         before = self._current()
