@@ -183,17 +183,22 @@ def list_archives(directory: Path) -> list[ArchiveInfo]:
 
 
 def prune(
-    directory: Path, *, keep: int, max_age: timedelta, now: datetime | None = None
+    directory: Path,
+    *,
+    keep: int,
+    max_age: timedelta,
+    now: datetime | None = None,
+    spare: Path | None = None,
 ) -> list[Path]:
     """Delete the archives beyond the ``keep`` newest and those older than ``max_age``
-    (by the time in their name; ``0``: no age limit), never the newest one.  Returns the
-    deleted paths."""
+    (by the time in their name; ``0``: no age limit), never the newest one nor ``spare``
+    (the archive just made).  Returns the deleted paths."""
     now = now or datetime.now(UTC)
     deleted: list[Path] = []
     for index, info in enumerate(list_archives(directory)):
         too_many = index >= keep
         too_old = max_age > timedelta(0) and now - info.created > max_age
-        if index > 0 and (too_many or too_old):
+        if index > 0 and info.path != spare and (too_many or too_old):
             with contextlib.suppress(FileNotFoundError):
                 info.path.unlink()
             deleted.append(info.path)

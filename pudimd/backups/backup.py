@@ -142,8 +142,8 @@ def make_backup(plan: BackupPlan, now: datetime | None = None) -> BackupResult:
         path = write_archive(plan.directory, manifest, members)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    deleted = prune(plan.directory, keep=plan.keep, max_age=plan.max_age, now=when)
     info = ArchiveInfo(path, when, path.stat().st_size)
+    deleted = prune(plan.directory, keep=plan.keep, max_age=plan.max_age, now=when, spare=path)
     return BackupResult(info, deleted, time.perf_counter() - started)
 
 

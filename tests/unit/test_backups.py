@@ -502,3 +502,17 @@ def test_restore_recreates_a_lost_database(site: Path) -> None:
     assert report.aside is None and report.written == []
     assert rows(db) == [(1, 3)]
     assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_backups_in_the_same_second_are_all_kept_with_keep_one(site: Path) -> None:
+    """A backup made in the same second as the last one gets the next name and is the one
+    kept (retention never deletes the archive just made)."""
+    now = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+    first = make_backup(plan(site, keep=1), now=now)
+    second = make_backup(plan(site, keep=1), now=now)
+    assert first.archive.path.name == "pudimd-20260601T120000Z.tar.gz"
+    assert second.archive.path.name == "pudimd-20260601T120000Z-1.tar.gz"
+    assert second.archive.path.exists() and second.deleted == [first.archive.path]
+    # a clock that went back: the new archive sorts older, and is kept all the same
+    third = make_backup(plan(site, keep=1), now=now - timedelta(hours=1))
+    assert third.archive.path.exists()
