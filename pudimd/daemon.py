@@ -107,11 +107,15 @@ def _reads_files(raw: Any) -> bool:
     return False
 
 
-def reuse_unchanged_targets(old: ConfigBase | None, new: ConfigBase) -> int:
+def reuse_unchanged_targets(
+    old: ConfigBase | None, new: ConfigBase, *, reads_files: bool = True
+) -> int:
     """Put ``old``'s target objects in ``new`` wherever a target is written exactly as
     before (same text after templates and ``${ENV}``, same ``defaults``, no file read):
     the scheduler and the rule engine then see the same object and skip it cheaply,
-    instead of comparing 10,000 models field by field on every edit.  Returns how many."""
+    instead of comparing 10,000 models field by field on every edit.  ``reads_files``:
+    whether any target may name a file (False when the text has no ``_file``: nothing to
+    look for).  Returns how many."""
     if old is None or old.defaults != new.defaults:
         return 0
     old_raw, new_raw = old.expanded_targets, new.expanded_targets
@@ -121,7 +125,7 @@ def reuse_unchanged_targets(old: ConfigBase | None, new: ConfigBase) -> int:
     reused = 0
     for i, (target, raw) in enumerate(zip(new.targets, new_raw, strict=True)):
         found = by_name.get(target.name)
-        if found is not None and found[1] == raw and not _reads_files(raw):
+        if found is not None and found[1] == raw and not (reads_files and _reads_files(raw)):
             new.targets[i] = found[0]
             reused += 1
     return reused
@@ -479,7 +483,7 @@ class Daemon:
                     "this change needs a restart to take effect", setting=what, source=source
                 )
         configure_logging(config.logging.format, config.logging.level)
-        reuse_unchanged_targets(old, config)
+        reuse_unchanged_targets(old, config, reads_files="_file" in config_text)
         self.scheduler.configure(config.scheduler, config.plugins.concurrency)
         self._configure_host(config)
         stats, retired = self.scheduler.apply(config.targets)
