@@ -136,6 +136,7 @@ class _TargetsAPI:
         self.daemon = daemon
         self.edits = edits
         self._secrets: dict[str, list[tuple[str, ...]]] = {}
+        self._status_cache: dict[str, tuple[Any, int, bytes, str]] = {}
 
     # -- reading ----------------------------------------------------------------------
 
@@ -180,6 +181,24 @@ class _TargetsAPI:
             out["message"] = last.message
         return out
 
+    _UNSCHEDULED = (b'{"scheduled":false,"health":"unknown"}', "unknown")
+
+    def _status_json(self, name: str) -> tuple[bytes, str]:
+        """A target's status as JSON and its health, kept per job until its next check
+        (a page of the listing then costs a lookup per target)."""
+        scheduler = self.daemon.scheduler
+        job = None if scheduler is None else scheduler.jobs.get(name)
+        if job is None:
+            self._status_cache.pop(name, None)
+            return self._UNSCHEDULED
+        cached = self._status_cache.get(name)
+        if cached is not None and cached[0] is job and cached[1] == job.state.checks:
+            return cached[2], cached[3]
+        status = self._status(name)
+        entry = (job, job.state.checks, orjson.dumps(status), str(status["health"]))
+        self._status_cache[name] = entry
+        return entry[2], entry[3]
+
     def _view(self, item: Mapping[str, Any]) -> dict[str, Any]:
         out = self._public(item)
         out["status"] = self._status(str(item.get("name", "")))
@@ -221,12 +240,12 @@ class _TargetsAPI:
                 or needle in str(item.get("target", "")).lower()
             ):
                 continue
-            status = self._status(index.names[position - 1])
-            if health and status["health"] != health:
+            status, target_health = self._status_json(index.names[position - 1])
+            if health and target_health != health:
                 continue
             head = index.json_without_status(position - 1, self._public)
             glue = b',"status":' if len(head) > 1 else b'"status":'
-            page.append(head + glue + orjson.dumps(status) + b"}")
+            page.append(head + glue + status + b"}")
         more = position < len(index.items)
         tail = {
             "total": len(index.items),
