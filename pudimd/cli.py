@@ -428,18 +428,23 @@ def config_probes(config_path: Path) -> None:
 
 def _add_alerting_commands() -> None:
     from pudimd.cli_alerting import alerts, notify, route, silences
+    from pudimd.cli_backups import COMMANDS as BACKUP_COMMANDS
     from pudimd.cli_oncall import oncall  # and ack, assign... in the alerts group
     from pudimd.cli_rules import rules
     from pudimd.cli_simulate import simulate
+    from pudimd.cli_targets import login, status, targets
+    from pudimd.cli_tokens import tokens
     from pudimd.cli_versions import COMMANDS as CONFIG_COMMANDS
 
-    for command in (alerts, silences, notify, route, rules, oncall, simulate):
+    commands = (alerts, silences, notify, route, rules, oncall, simulate, tokens, targets)
+    for command in (*commands, status, login):
         cli.add_command(command)
-    for command in CONFIG_COMMANDS:
+    for command in (*CONFIG_COMMANDS, *BACKUP_COMMANDS):
         config.add_command(command)
 
 
 _add_alerting_commands()
+cli.add_command(__import__("pudimd.cli_templates", fromlist=["templates"]).templates)
 
 
 def main() -> None:

@@ -61,6 +61,32 @@ def _reason(text: str) -> str:
     return answer if isinstance(answer, str) else text.strip()
 
 
+TOKEN_META = "pudimd.token"
+
+
+def _remember_token(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[TOKEN_META] = value
+
+
+def api_token() -> str | None:
+    """The API token to send: ``--token``, else ``PUDIMD_TOKEN``, else the first line of
+    ``PUDIMD_TOKEN_FILE`` or ``~/.config/pudimd/token``."""
+    import os
+
+    ctx = click.get_current_context(silent=True)
+    token = ctx.meta.get(TOKEN_META) if ctx is not None else None
+    if token:
+        return str(token)
+    if os.environ.get("PUDIMD_TOKEN"):
+        return os.environ["PUDIMD_TOKEN"].strip()
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = Path(os.environ.get("PUDIMD_TOKEN_FILE") or config_home / "pudimd" / "token")
+    try:
+        return path.read_text(encoding="utf-8").strip().splitlines()[0] or None
+    except (OSError, IndexError):
+        return None
+
+
 def call(
     base: str,
     method: str,
@@ -72,6 +98,9 @@ def call(
     """One API call; exits 1 with the daemon's reason when it refuses, and with a one-line
     error when it cannot be reached or does not answer JSON."""
     data = json.dumps(body).encode() if body is not None else None
+    token = api_token()
+    if token and not any(k.lower() == "authorization" for k in headers or {}):
+        headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
     try:
         request = urllib.request.Request(
             base + path,
@@ -97,6 +126,13 @@ def call(
 
 
 def _options(fn: Any) -> Any:
+    fn = click.option(
+        "--token",
+        expose_value=False,
+        callback=_remember_token,
+        help="API token (default: $PUDIMD_TOKEN, else $PUDIMD_TOKEN_FILE or "
+        "~/.config/pudimd/token).",
+    )(fn)
     fn = click.option("--url", help="Daemon URL (default: from the config's server.listen).")(fn)
     return click.option(
         "-c",

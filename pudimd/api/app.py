@@ -67,18 +67,28 @@ def make_app(daemon: Daemon) -> web.Application:
     """The application serving every HTTP surface of ``daemon``."""
     app = web.Application()
     app[DAEMON] = daemon
+    from pudimd.auth.install import install as install_auth
+
+    install_auth(app, daemon)
     app.router.add_get("/", _index)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
     app.router.add_put("/-/reload", _reload)
-    from pudimd.api import actionlinks
+    from pudimd.api import actionlinks, events, openapi
+    from pudimd.api.alertingedit import alerting_edit_routes
     from pudimd.api.alertmanager import alertmanager_routes
     from pudimd.api.amwebhook import webhook_routes
+    from pudimd.api.backups import backups_routes
+    from pudimd.api.configedit import EditContext, config_routes
     from pudimd.api.notify import notify_routes
     from pudimd.api.oncall import oncall_routes
     from pudimd.api.reports import reports_routes
+    from pudimd.api.results import results_routes
+    from pudimd.api.status import status_routes
+    from pudimd.api.targets import targets_routes
+    from pudimd.api.templates import templates_routes
     from pudimd.api.versions import versions_routes
 
     app.router.add_routes(alertmanager_routes(daemon))
@@ -87,7 +97,17 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_routes(oncall_routes(daemon))
     app.router.add_routes(reports_routes(daemon))
     app.router.add_routes(versions_routes(daemon))
+    app.router.add_routes(backups_routes(daemon))
+    app.router.add_routes(templates_routes(daemon))
+    edits = EditContext(daemon)
+    app.router.add_routes(targets_routes(daemon, edits))
+    app.router.add_routes(config_routes(edits))
+    app.router.add_routes(alerting_edit_routes(daemon, edits))
     actionlinks.install(app, daemon)
+    events.install(app, daemon)
+    app.router.add_routes(status_routes(daemon))
+    app.router.add_routes(results_routes(daemon))
+    openapi.install(app)  # after every /api/v1 route: the spec test walks them all
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)
     app.on_cleanup.append(lambda _app: close_runner(probe))

@@ -23,10 +23,10 @@ timeline.  Errors are RFC 9457 problem documents (:mod:`pudimd.api.problems`).
                                            for ``days`` (default 7, at most 366)
 =========================================  ===================================================
 
-Every action body is a JSON object and takes ``actor`` (who; until the API has
-authentication, the client says, as ``pudimd alerts ack`` does with the login name) and
-may take ``comment``.  The interface recorded is ``X-Pudimd-Interface`` (``cli``, ``web``,
-``link``), else ``api``.  An action answers the alert as ``GET`` shows it after the change.
+Every action body is a JSON object and takes ``actor`` (who; default: the authenticated
+caller, ``token:NAME`` or ``user:NAME``) and may take ``comment``.  The interface recorded
+is ``X-Pudimd-Interface`` (``cli``, ``web``, ``link``), else ``api``.  An action answers
+the alert as ``GET`` shows it after the change.
 """
 
 from __future__ import annotations
@@ -216,6 +216,8 @@ class _OncallAPI:
 
 
 def _action(kind: ActionKind, body: Any, request: web.Request) -> Action:
+    from pudimd.auth.principal import actor as caller
+
     if not isinstance(body, dict):
         raise Problem(400, "the body must be a JSON object")
     unknown = sorted(set(body) - _FIELDS)
@@ -233,7 +235,7 @@ def _action(kind: ActionKind, body: Any, request: web.Request) -> Action:
         raise Problem(400, f"X-Pudimd-Interface must be one of {', '.join(INTERFACES)}")
     return Action(
         kind,
-        actor=body.get("actor") or "",
+        actor=body.get("actor") or caller(request),  # default: the signed-in caller
         interface=interface,
         until=_until(body),
         assignee=body.get("assignee"),

@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import free_port
 
 
@@ -32,6 +34,8 @@ class DaemonProcess:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.stderr_path = config.parent / "daemon.log"
         self._stderr = self.stderr_path.open("wb")
+        self.state_dir = state_dir
+        self._token: str | None = None
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -49,6 +53,38 @@ class DaemonProcess:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
+
+    @property
+    def token(self) -> str:
+        """An admin API token of this daemon, made by ``pudimd tokens create`` on first use."""
+        if self._token is None:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pudimd",
+                    "tokens",
+                    "create",
+                    "-c",
+                    str(self.config),
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--name",
+                    "harness",
+                    "--role",
+                    "admin",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert out.returncode == 0, f"pudimd tokens create: {out.stderr}"
+            self._token = out.stdout.strip()
+        return self._token
+
+    def _headers(self, path: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if path.startswith("/api/") else {}
 
     @property
     def url(self) -> str:
@@ -80,13 +116,16 @@ class DaemonProcess:
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            request = urllib.request.Request(self.url + path, headers=self._headers(path))
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
     def post(self, path: str) -> tuple[int, str]:
-        request = urllib.request.Request(self.url + path, method="POST")
+        request = urllib.request.Request(
+            self.url + path, method="POST", headers=self._headers(path)
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read().decode()
@@ -136,10 +175,17 @@ class DaemonProcess:
         return self.proc.returncode
 
 
-def running_daemon(config: Path, state_dir: Path, **kwargs: int | None) -> Iterator[DaemonProcess]:
+def running_daemon(
+    config: Path, state_dir: Path, *, token_env: bool = False, **kwargs: int | None
+) -> Iterator[DaemonProcess]:
+    """The daemon, started and ready; with ``token_env``, ``PUDIMD_TOKEN`` holds an admin
+    token of it (for ``pudimd`` commands run as subprocesses) until it stops."""
     daemon = DaemonProcess(config, state_dir, **kwargs)
     try:
         daemon.wait_for_message("READY=1")
-        yield daemon
+        with pytest.MonkeyPatch.context() as patch:
+            if token_env:
+                patch.setenv("PUDIMD_TOKEN", daemon.token)
+            yield daemon
     finally:
         daemon.stop()

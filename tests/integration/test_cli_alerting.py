@@ -146,7 +146,7 @@ def config(tmp_path_factory: pytest.TempPathFactory, recorder: Recorder) -> Path
 
 @pytest.fixture(scope="module")
 def daemon(config: Path) -> Iterator[DaemonProcess]:
-    yield from running_daemon(config, config.parent / "state")
+    yield from running_daemon(config, config.parent / "state", token_env=True)
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def ok(*args: str) -> str:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     path = tmp_path_factory.mktemp("oncall") / "pudimd.yaml"
     path.write_text(CONFIG)
-    yield from running_daemon(path, path.parent / "state")
+    yield from running_daemon(path, path.parent / "state", token_env=True)
 
 
 def test_who_is_on_call_now_at_a_time_and_over_a_week(daemon: DaemonProcess) -> None:

@@ -56,7 +56,7 @@ def ok(*args: str) -> str:
 def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
     path = tmp_path / "pudimd.yaml"
     path.write_text(V1)
-    yield from running_daemon(path, tmp_path / "state")
+    yield from running_daemon(path, tmp_path / "state", token_env=True)
 
 
 def versions(daemon: DaemonProcess) -> list[dict[str, Any]]:
