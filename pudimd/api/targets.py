@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import web
+from multidict import MultiMapping
 
 from pudimd.api.configedit import (
     EditContext,
@@ -59,6 +60,7 @@ __all__ = ["targets_routes"]
 log = structlog.get_logger("pudimd.api")
 
 DEFAULT_PAGE = 100
+MAX_CACHED_PAGES = 256
 MAX_PAGE = 1000
 READ_ONLY = ("status",)
 
@@ -137,6 +139,7 @@ class _TargetsAPI:
         self.edits = edits
         self._secrets: dict[str, list[tuple[str, ...]]] = {}
         self._status_cache: dict[str, tuple[Any, int, bytes, str]] = {}
+        self._pages: dict[str, tuple[str, int, bytes]] = {}
 
     # -- reading ----------------------------------------------------------------------
 
@@ -211,7 +214,22 @@ class _TargetsAPI:
         if fmt is not None:
             export = {"targets": [self._public(item) for item in index.items]}
             return respond_json(export, fmt, etag=snapshot.etag)
-        query = request.query
+        # A page is kept until the file or any target's state changes (every result and
+        # alert moves the event bus's last id): dashboards polling the same page cost
+        # nothing more than a lookup.
+        key = request.query_string
+        seen = self.daemon.events.last_id
+        cached = self._pages.get(key)
+        if cached is not None and cached[0] == snapshot.etag and cached[1] == seen:
+            return _page_response(cached[2], snapshot.etag)
+        body = self._page(index, request.query)
+        if len(self._pages) >= MAX_CACHED_PAGES:
+            self._pages.clear()
+        self._pages[key] = (snapshot.etag, seen, body)
+        return _page_response(body, snapshot.etag)
+
+    def _page(self, index: _Index, query: MultiMapping[str]) -> bytes:
+        """The JSON of one page of the listing."""
         try:
             limit = int(query.get("limit", DEFAULT_PAGE))
         except ValueError:
@@ -251,10 +269,7 @@ class _TargetsAPI:
             "total": len(index.items),
             "next_cursor": _encode_cursor(index.names[position - 1]) if more else None,
         }
-        body = b'{"targets":[' + b",".join(page) + b"]," + orjson.dumps(tail)[1:]
-        return web.Response(
-            body=body, content_type="application/json", headers={"ETag": snapshot.etag}
-        )
+        return b'{"targets":[' + b",".join(page) + b"]," + orjson.dumps(tail)[1:]
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -428,6 +443,10 @@ class _TargetsAPI:
         return web.json_response(
             {**edited.value, "changed": edited.changed}, headers={"ETag": edited.etag}
         )
+
+
+def _page_response(body: bytes, etag: str) -> web.Response:
+    return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
 
 
 def apply_bulk(

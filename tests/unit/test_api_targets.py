@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml_rs
 
@@ -288,3 +289,16 @@ async def test_every_edit_is_audited_with_before_and_after(api: Api) -> None:
     removed = entries["targets.delete"]
     assert removed["before"]["value"]["name"] == "web" and removed["after"] is None
     assert removed["status"] == 204
+
+
+async def test_a_listed_page_follows_the_targets_state(api: Api) -> None:
+    async def checks() -> int:
+        body, _ = await api.call("GET", "/targets?q=web")
+        return int(body["targets"][0]["status"]["checks"])
+
+    before = await checks()
+    assert before == await checks()  # the same page, answered again
+    assert api.daemon.scheduler is not None and api.daemon.scheduler.check_now("web")
+    with anyio.fail_after(10):
+        while await checks() == before:
+            await anyio.sleep(0.05)
