@@ -4,7 +4,11 @@
    config of ``--targets`` (10,000) ``tcp`` targets checking a local listener every hour,
    and make an admin token in its store.
 2. ``GET /api/v1/targets`` (a page of 100, the default) with wrk: ``--connections`` (50)
-   concurrent clients for ``--seconds`` (10); then, for information, pages of 1,000.
+   concurrent clients for ``--seconds`` (10), twice: the same page over and over (the
+   daemon keeps a built page until a result or an edit changes it), then with a
+   different query string on every request (every page built: the worst case, what a
+   10,000-target config checked every few seconds would see); then the same for pages of
+   1,000, for information.
 3. A single-target edit: ``PATCH /api/v1/targets/{name}`` ``--edits`` (20) times, each
    answered once the file is written, validated, reloaded and the target rescheduled (the
    answer comes after all that); each edit is checked through ``GET``.
@@ -103,11 +107,24 @@ _LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, token: str, connections: int, seconds: int, tmp: Path) -> dict[str, float]:
+def wrk(
+    url: str, token: str, connections: int, seconds: int, tmp: Path, *, unique: bool = False
+) -> dict[str, float]:
+    """wrk's latency percentiles (ms) and rate; ``unique`` adds a different query parameter
+    to every request, so no answer can come from the daemon's page cache."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it (make deb-deps)")
     script = tmp / "auth.lua"
-    script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+    lua = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    if unique:
+        lua += (
+            "local n = 0\n"
+            "request = function()\n"
+            "  n = n + 1\n"
+            '  return wrk.format(nil, wrk.path .. "&n=" .. n .. "-" .. math.random(1e9))\n'
+            "end\n"
+        )
+    script.write_text(lua)
     cmd = [
         *cpu_pin_cmd(1),
         "wrk",
@@ -155,11 +172,12 @@ def main() -> None:
             # warm the listing cache (the file is parsed once per state of it)
             status, body = request(daemon.port, "GET", "/api/v1/targets", token)
             assert status == 200 and body["total"] == args.targets, (status, body)
-            for limit in (100, 1000):
+            for limit, unique in ((100, False), (100, True), (1000, False), (1000, True)):
                 url = f"{daemon.base}/api/v1/targets?limit={limit}"
-                got = wrk(url, token, args.connections, args.seconds, tmp)
+                got = wrk(url, token, args.connections, args.seconds, tmp, unique=unique)
+                what = "every page built" if unique else "pages cached between results"
                 print(
-                    f"GET /api/v1/targets?limit={limit}, {args.connections} clients, "
+                    f"GET /api/v1/targets?limit={limit} ({what}), {args.connections} clients, "
                     f"{args.seconds}s: {got['rps']:.0f} req/s, p50 {got['p50']:.1f} ms, "
                     f"p90 {got['p90']:.1f} ms, p99 {got['p99']:.1f} ms"
                     + (f", {got['non2xx']:.0f} non-2xx" if got["non2xx"] else "")
