@@ -227,9 +227,12 @@ def write_config(
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-def http_get(url: str, timeout: float = 30) -> tuple[int, bytes]:
+def http_get(
+    url: str, timeout: float = 30, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -385,6 +388,24 @@ class DaemonProc:
                 pass
             time.sleep(0.1)
         raise SystemExit(f"pudimd not ready after {timeout:g}s:\n{self.stderr_text()[-3000:]}")
+
+    def admin_token(self) -> str:
+        """A new admin API token of this daemon, made in its store (the daemon has
+        migrated it once ready)."""
+        import anyio
+
+        from pudimd.auth.tokens import create_token
+        from pudimd.store import Store
+
+        async def make() -> str:
+            store = await Store.open(f"sqlite+aiosqlite:///{self.state_dir / 'pudimd.db'}")
+            try:
+                secret, _ = await create_token(store.engine, "bench", "admin", created_by="bench")
+                return secret
+            finally:
+                await store.close()
+
+        return anyio.run(make)
 
     def scrape(self) -> Metrics:
         at = time.time()

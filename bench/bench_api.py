@@ -38,8 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (
@@ -51,24 +49,9 @@ from _harness import (
     write_config,
 )
 
-from pudimd.auth.tokens import create_token
-from pudimd.store import Store
-
 GET_P99_BAR_MS = 50.0
 IMPORT_BAR_S = 5.0
 EDIT_BAR_S = 1.0
-
-
-def make_token(state_dir: Path) -> str:
-    async def make() -> str:
-        store = await Store.open(f"sqlite+aiosqlite:///{state_dir / 'pudimd.db'}")
-        try:
-            secret, _ = await create_token(store.engine, "bench", "admin", created_by="bench")
-            return secret
-        finally:
-            await store.close()
-
-    return anyio.run(make)
 
 
 def request(
@@ -167,7 +150,7 @@ def main() -> None:
         state = tmp / "state"
         with DaemonProc(config, state) as daemon:
             ready = daemon.wait_ready()
-            token = make_token(state)
+            token = daemon.admin_token()
             print(f"daemon with {args.targets} targets ready in {ready:.1f}s")
             # warm the listing cache (the file is parsed once per state of it)
             status, body = request(daemon.port, "GET", "/api/v1/targets", token)
@@ -215,7 +198,7 @@ def main() -> None:
         state2 = tmp / "state2"
         with DaemonProc(empty, state2) as daemon:
             daemon.wait_ready()
-            token = make_token(state2)
+            token = daemon.admin_token()
             items = targets(args.targets, sink.port, prefix="imp")
             started = time.perf_counter()
             status, body = request(daemon.port, "POST", "/api/v1/targets/import", token, items)

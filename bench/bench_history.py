@@ -302,8 +302,12 @@ def summary(values: list[float]) -> str:
     )
 
 
+HEADERS: dict[str, str] = {}
+"""The admin token's header, once the daemon runs (the CLI gets it as PUDIMD_TOKEN)."""
+
+
 def get_json(url: str) -> Any:
-    status, body = http_get(url, timeout=30)
+    status, body = http_get(url, timeout=30, headers=HEADERS)
     if status != 200:
         raise SystemExit(f"GET {url}: {status} {body[:300]!r}")
     return json.loads(body)
@@ -382,6 +386,9 @@ def run(args: argparse.Namespace, tmp: Path, state: Path) -> None:
         )
         with DaemonProc(config, state, cpu=0) as daemon:
             print(f"daemon ready after {daemon.wait_ready():.1f} s")
+            token = daemon.admin_token()
+            HEADERS["Authorization"] = f"Bearer {token}"
+            os.environ["PUDIMD_TOKEN"] = token
             measure(args, daemon.base)
             print(f"daemon RSS {daemon.rss_mb():.0f} MB")
     finally:

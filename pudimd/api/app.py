@@ -76,7 +76,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
     app.router.add_put("/-/reload", _reload)
-    from pudimd.api import actionlinks, events, openapi
+    from pudimd.api import actionlinks, events, specroute
     from pudimd.api.alertingedit import alerting_edit_routes
     from pudimd.api.alertmanager import alertmanager_routes
     from pudimd.api.amwebhook import webhook_routes
@@ -107,7 +107,7 @@ def make_app(daemon: Daemon) -> web.Application:
     events.install(app, daemon)
     app.router.add_routes(status_routes(daemon))
     app.router.add_routes(results_routes(daemon))
-    openapi.install(app)  # after every /api/v1 route: the spec test walks them all
+    specroute.install(app)  # after every /api/v1 route: the spec test walks them all
     probe = ProbeEndpoint(daemon)
     app.router.add_get("/probe", probe.handle)
     app.on_cleanup.append(lambda _app: close_runner(probe))

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -29,7 +27,6 @@ __all__ = [
     "Param",
     "Reply",
     "build_spec",
-    "install",
 ]
 
 JSON = "application/json"
@@ -1018,18 +1015,3 @@ def build_spec() -> dict[str, Any]:
 
 
 # -- serving ------------------------------------------------------------------------------
-
-SPEC_BYTES: web.AppKey[bytes] = web.AppKey("pudimd.openapi", bytes)
-
-
-async def _spec(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[SPEC_BYTES], content_type=JSON)
-
-
-def install(app: web.Application) -> None:
-    """Serve the document (built once, here) and its docs page in ``app``."""
-    from pudimd.api import apidocs
-
-    app[SPEC_BYTES] = orjson.dumps(build_spec())
-    app.router.add_get("/api/v1/openapi.json", _spec)
-    apidocs.add_routes(app)
