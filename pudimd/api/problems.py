@@ -59,7 +59,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def answers_problems(handler: Handler) -> Handler:
     """``handler`` answering what it raises as problem documents: :class:`Problem`, an
     alert action refused (:class:`~pudimd.alerting.workflow.ActionError`, with its field),
-    a malformed body (:class:`~pudimd.api._amjson.BadRequest`: 400)."""
+    a malformed body (:class:`~pudimd.api._amjson.BadRequest`: 400), a body over the
+    limit (413)."""
     from pudimd.alerting.workflow import ActionError
     from pudimd.api._amjson import BadRequest
 
@@ -73,6 +74,8 @@ def answers_problems(handler: Handler) -> Handler:
             return problem_response(exc.status, exc.message, errors=errors)
         except BadRequest as exc:
             return problem_response(400, str(exc))
+        except web.HTTPRequestEntityTooLarge as exc:
+            return problem_response(exc.status, f"the request body is too large: {exc.text}")
 
     return handle
 

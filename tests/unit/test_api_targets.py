@@ -302,3 +302,10 @@ async def test_a_listed_page_follows_the_targets_state(api: Api) -> None:
     with anyio.fail_after(10):
         while await checks() == before:
             await anyio.sleep(0.05)
+
+
+async def test_an_oversized_body_is_a_413_problem_on_every_endpoint(api: Api) -> None:
+    big = io.BytesIO(b"[" + b"0," * (9 * 1024 * 1024) + b"0]")  # 18 MiB of JSON
+    headers = {"Content-Type": "application/json"}
+    problem, _ = await api.call("POST", "/config/rollback/1", 413, data=big, headers=headers)
+    assert problem["status"] == 413
