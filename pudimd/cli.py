@@ -12,22 +12,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from pudimd import __version__
+from pudimd.cli_common import DEFAULT_CONFIG
+from pudimd.cli_common import fail as _fail
 
 __all__ = ["main"]
-
-DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines() or [message]:
-        click.echo(f"pudimd: {line}", err=True)
-    sys.exit(1)
-
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 

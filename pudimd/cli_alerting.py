@@ -13,20 +13,14 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from pudimd.cli_common import DEFAULT_CONFIG
+from pudimd.cli_common import fail as _fail
+
 __all__ = ["alerts", "notify", "route", "silences"]
-
-DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines() or [message]:
-        click.echo(f"pudimd: {line}", err=True)
-    sys.exit(1)
-
 
 def daemon_url(config_path: Path | None, url: str | None, listen: str | None = None) -> str:
     """The base URL of the running daemon: ``url``, else from ``listen`` (HOST:PORT) or

@@ -7,44 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
 from pudimd.cli_alerting import _table
+from pudimd.cli_common import fail as _fail
+from pudimd.cli_common import state_options
 
 if TYPE_CHECKING:
     from pudimd.config import ConfigBase
     from pudimd.daemon import Daemon
 
 __all__ = ["COMMANDS", "config_backup", "config_backups", "config_restore"]
-
-DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines() or [message]:
-        click.echo(f"pudimd: {line}", err=True)
-    sys.exit(1)
-
-
-def _common(fn: Any) -> Any:
-    fn = click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="The state directory, as given to `pudimd run --state-dir`.",
-    )(fn)
-    return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=DEFAULT_CONFIG,
-        show_default=True,
-        help="Config file.",
-    )(fn)
 
 
 def _daemon(config_path: Path, state_dir: Path | None) -> Daemon:
@@ -69,7 +45,7 @@ def _load(daemon: Daemon) -> ConfigBase:
 
 
 @click.command("backup")
-@_common
+@state_options
 @click.option(
     "--dir",
     "directory",
@@ -102,7 +78,7 @@ def config_backup(config_path: Path, state_dir: Path | None, directory: Path | N
 
 
 @click.command("backups")
-@_common
+@state_options
 @click.option(
     "--dir",
     "directory",
@@ -144,7 +120,7 @@ def _size(n: int) -> str:
 
 
 @click.command("restore")
-@_common
+@state_options
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config-only", is_flag=True, help="Restore the config files only.")
 @click.option("--state-only", is_flag=True, help="Restore the state database only.")

@@ -12,19 +12,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from pudimd.cli_alerting import _options, _pairs, _table, api_token, daemon_url
+from pudimd.cli_common import fail as _fail
 
 __all__ = ["login", "status", "targets"]
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines() or [message]:
-        click.echo(f"pudimd: {line}", err=True)
-    sys.exit(1)
 
 
 @contextmanager

@@ -10,41 +10,19 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from pudimd.cli_common import fail as _fail
+from pudimd.cli_common import state_options
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["tokens"]
 
-DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
-
 T = TypeVar("T")
-
-
-def _fail(message: str) -> NoReturn:
-    for line in message.splitlines() or [message]:
-        click.echo(f"pudimd: {line}", err=True)
-    sys.exit(1)
-
-
-def _store_options(fn: Any) -> Any:
-    fn = click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="State directory, when the daemon runs with --state-dir.",
-    )(fn)
-    return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=DEFAULT_CONFIG,
-        show_default=True,
-        help="Config file (to find the state database).",
-    )(fn)
 
 
 def _store_url(config_path: Path, state_dir: Path | None) -> str:
@@ -96,7 +74,7 @@ def tokens() -> None:
 
 
 @tokens.command("create")
-@_store_options
+@state_options
 @click.option("--name", required=True, help="What the token is for (shown in the audit log).")
 @click.option(
     "--role",
@@ -158,7 +136,7 @@ def tokens_create(
 
 
 @tokens.command("list")
-@_store_options
+@state_options
 @click.option("--all", "show_all", is_flag=True, help="Include revoked tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def tokens_list(config_path: Path, state_dir: Path | None, show_all: bool, as_json: bool) -> None:
@@ -193,7 +171,7 @@ def tokens_list(config_path: Path, state_dir: Path | None, show_all: bool, as_js
 
 
 @tokens.command("revoke")
-@_store_options
+@state_options
 @click.argument("token_id", type=int)
 def tokens_revoke(config_path: Path, state_dir: Path | None, token_id: int) -> None:
     """Revoke token TOKEN_ID (a running daemon refuses it within 5 seconds)."""

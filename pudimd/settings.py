@@ -32,12 +32,14 @@ from pydantic import (
 
 __all__ = [
     "BytesRegex",
+    "CronExpression",
     "NotifierSettings",
     "PluginSettings",
     "Regex",
     "Regexes",
     "SecretFile",
     "StrictModel",
+    "TimeZoneName",
     "read_secret_file",
 ]
 
@@ -146,3 +148,31 @@ class NotifierSettings(PluginSettings):
 
     send_resolved: bool = True
     """Also notify when the alerts of a group resolve."""
+
+
+def check_cron(value: str) -> str:
+    """``value`` if croniter takes it as a cron expression (five fields, or six with
+    seconds); ValueError otherwise."""
+    from croniter import croniter  # imported when a config has a cron schedule (~3 MB)
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r} (e.g. '*/5 * * * *', '0 3 * * *')")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone; ValueError otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+CronExpression = Annotated[str, AfterValidator(check_cron)]
+"""A cron expression field (``'0 3 * * *'``), checked with croniter."""
+
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
+"""An IANA time zone name field (``Europe/Lisbon``)."""

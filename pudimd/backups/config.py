@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pudimd.durations import Duration
-from pudimd.settings import StrictModel
+from pudimd.settings import CronExpression, StrictModel, TimeZoneName
 
 __all__ = ["BackupsConfig"]
 
@@ -18,12 +17,12 @@ __all__ = ["BackupsConfig"]
 class BackupsConfig(StrictModel):
     """Scheduled backups of the config file and the state database."""
 
-    schedule: str | None = Field(
+    schedule: CronExpression | None = Field(
         None,
         description="Cron schedule of the daemon's backups, e.g. '0 3 * * *' (a sixth field "
         "counts seconds); unset: no scheduled backups (`pudimd config backup` still works)",
     )
-    timezone: str | None = Field(
+    timezone: TimeZoneName | None = Field(
         None, description="Time zone of the schedule (default UTC), e.g. Europe/Lisbon"
     )
     dir: Path | None = Field(
@@ -46,27 +45,6 @@ class BackupsConfig(StrictModel):
         "templates; relative to this file. alertmanager_config_file and probe_modules_file "
         "are always included",
     )
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule_ok(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"invalid cron expression {value!r} (e.g. '0 3 * * *')")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz_ok(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _tz_needs_schedule(self) -> Self:

@@ -12,7 +12,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -31,7 +30,7 @@ from pudimd.backups.config import BackupsConfig
 from pudimd.conditions import Condition
 from pudimd.config.templates import Catalog, TemplateSpec
 from pudimd.durations import PositiveDuration
-from pudimd.settings import PluginSettings, SecretFile, StrictModel
+from pudimd.settings import CronExpression, PluginSettings, SecretFile, StrictModel, TimeZoneName
 
 __all__ = [
     "ConfigBase",
@@ -157,14 +156,6 @@ class DefaultsConfig(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every target")
 
 
-def _cron_ok(expr: str) -> str:
-    from croniter import croniter  # imported when a config has cron targets (~3 MB)
-
-    if not croniter.is_valid(expr):
-        raise ValueError(f"invalid cron expression {expr!r} (e.g. '*/5 * * * *')")
-    return expr
-
-
 class TargetBase(StrictModel):
     """Fields common to every target, whatever its probe."""
 
@@ -174,8 +165,10 @@ class TargetBase(StrictModel):
     interval: PositiveDuration | None = Field(
         None, description="Check interval (default from defaults)"
     )
-    cron: str | None = Field(None, description="Cron schedule instead of an interval")
-    timezone: str | None = Field(None, description="Time zone of the cron schedule (default UTC)")
+    cron: CronExpression | None = Field(None, description="Cron schedule instead of an interval")
+    timezone: TimeZoneName | None = Field(
+        None, description="Time zone of the cron schedule (default UTC)"
+    )
     timeout: PositiveDuration | None = Field(None, description="Per-check time limit")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of this target")
     enabled: bool = Field(True, description="false keeps the target in the file but unscheduled")
@@ -212,21 +205,6 @@ class TargetBase(StrictModel):
         for key in value:
             if not _LABEL.match(key) or key.startswith("__"):
                 raise ValueError(f"invalid label name {key!r}")
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_ok(cls, value: str | None) -> str | None:
-        return None if value is None else _cron_ok(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz_ok(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
     @model_validator(mode="after")

@@ -82,14 +82,14 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from pudimd.durations import Duration, PositiveDuration, format_duration
 from pudimd.hookspecs import hookimpl
 from pudimd.results import ProbeResult
-from pudimd.settings import PluginSettings, SecretFile
+from pudimd.settings import CronExpression, PluginSettings, SecretFile, TimeZoneName
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -135,35 +135,15 @@ class HeartbeatSettings(PluginSettings):
     period: PositiveDuration | None = Field(
         None, description="Expected time between success pings (or set cron)"
     )
-    cron: str | None = Field(
+    cron: CronExpression | None = Field(
         None, description="The job's schedule, e.g. '0 3 * * *' (instead of period)"
     )
-    timezone: str | None = Field(None, description="Time zone of cron (default UTC)")
+    timezone: TimeZoneName | None = Field(None, description="Time zone of cron (default UTC)")
     grace: Duration = Field(
         timedelta(minutes=1),
         description="How late a ping may be, and how long a started run may take, before "
         "the target is down",
     )
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_ok(cls, value: str | None) -> str | None:
-        if value is not None:
-            from croniter import croniter
-
-            if not croniter.is_valid(value):
-                raise ValueError(f"invalid cron expression {value!r} (e.g. '0 3 * * *')")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz_ok(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
@@ -172,8 +152,7 @@ class HeartbeatSettings(PluginSettings):
             raise ValueError("key (or key_file) is required: e.g. `openssl rand -hex 16`")
         if not _KEY.match(key.get_secret_value()):
             raise ValueError(
-                "key must be 16-128 characters of A-Z a-z 0-9 - _ . ~ "
-                "(e.g. `openssl rand -hex 16`)"
+                "key must be 16-128 characters of A-Z a-z 0-9 - _ . ~ (e.g. `openssl rand -hex 16`)"
             )
         if (self.period is None) == (self.cron is None):
             raise ValueError("set period (e.g. 5m) or cron (e.g. '0 3 * * *'), one of them")
