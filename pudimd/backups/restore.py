@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pudimd.backups.archive import ArchiveError, Member, OpenArchive, open_archive
 from pudimd.backups.database import pg_restore, sqlite_path, sqlite_restore
+from pudimd.files import write_atomically
 from pudimd.store.migrate import head_revision
 
 if TYPE_CHECKING:
@@ -64,21 +65,7 @@ def _destination(member: Member, config_path: Path) -> Path:
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:
-    target = dest.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_atomically(dest, data, mode=0o600, make_parents=True)
 
 
 def _stage_config(

@@ -10,11 +10,8 @@ Also here: reading the config file as the daemon does and writing it back atomic
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.config.loader import read_config_text
+from pudimd.files import write_atomically
 from pudimd.store.tables import config_versions
 
 __all__ = [
@@ -227,25 +225,6 @@ read_config_file = read_config_text
 
 
 def write_config_file(path: Path, text: str) -> None:
-    """Replace the file at ``path`` by ``text`` atomically: a temporary file in the same
-    directory, written, fsynced and renamed over it (then the directory fsynced), keeping the
-    file's permission bits.  A symlink is followed: its target is replaced.  Raises OSError."""
-    target = path.resolve()
-    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o644
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Replace the config file at ``path`` by ``text`` atomically (temporary file, fsync,
+    rename; permission bits kept, a symlink's target replaced).  Raises OSError."""
+    write_atomically(path, text.encode("utf-8"))
