@@ -3,6 +3,7 @@ client of its ``/api/v1``, for the API tests."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,3 +74,18 @@ async def running(config: Path, state: Path, *, plugins: bool = False) -> AsyncI
             yield Api(daemon, http, await auth_headers(daemon))
         finally:
             daemon.stop()
+
+
+@asynccontextmanager
+async def served(
+    directory: Path, migrated: Path, config_text: str, *, plugins: bool = False
+) -> AsyncIterator[Api]:
+    """The daemon on ``config_text`` written to ``directory/pudimd.yaml``, its state a
+    copy of the ``migrated`` database (see :func:`running`)."""
+    config = directory / "pudimd.yaml"
+    config.write_text(config_text)
+    state = directory / "state"
+    state.mkdir()
+    shutil.copyfile(migrated, state / "pudimd.db")
+    async with running(config, state, plugins=plugins) as api:
+        yield api

@@ -4,14 +4,13 @@ are validated like a reload, and applied."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.unit.alerting_fixtures import migrated_database
-from tests.unit.api_harness import Api, running
+from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
 
@@ -42,11 +41,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def api(tmp_path: Path, migrated: Path) -> AsyncIterator[Api]:
-    config = tmp_path / "pudimd.yaml"
-    config.write_text(CONFIG)
-    (tmp_path / "state").mkdir()
-    shutil.copyfile(migrated, tmp_path / "state" / "pudimd.db")
-    async with running(config, tmp_path / "state", plugins=True) as run:
+    async with served(tmp_path, migrated, CONFIG, plugins=True) as run:
         yield run
 
 

@@ -5,7 +5,6 @@ through the config file, is validated like a reload, and a bad one changes nothi
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import yaml_rs
 
 from pudimd.store.versions import list_versions
 from tests.unit.alerting_fixtures import migrated_database
-from tests.unit.api_harness import Api, running
+from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
 
@@ -52,11 +51,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def api(tmp_path: Path, migrated: Path) -> AsyncIterator[Api]:
-    config = tmp_path / "pudimd.yaml"
-    config.write_text(CONFIG)
-    (tmp_path / "state").mkdir()
-    shutil.copyfile(migrated, tmp_path / "state" / "pudimd.db")
-    async with running(config, tmp_path / "state") as run:
+    async with served(tmp_path, migrated, CONFIG) as run:
         yield run
 
 

@@ -5,7 +5,6 @@ its docs page."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from pudimd.api.app import make_app
 from pudimd.api.openapi import OPERATIONS, build_spec
 from tests.unit.alerting_fixtures import migrated_database
-from tests.unit.api_harness import Api, running
+from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
 
@@ -38,11 +37,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def api(tmp_path: Path, migrated: Path) -> AsyncIterator[Api]:
-    config = tmp_path / "pudimd.yaml"
-    config.write_text(CONFIG)
-    (tmp_path / "state").mkdir()
-    shutil.copyfile(migrated, tmp_path / "state" / "pudimd.db")
-    async with running(config, tmp_path / "state") as run:
+    async with served(tmp_path, migrated, CONFIG) as run:
         yield run
 
 
