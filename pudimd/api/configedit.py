@@ -163,20 +163,23 @@ class EditContext:
         *,
         action: str,
         status: int = 200,
-        if_match: str | bool | None = True,
+        if_match: bool = True,
+        dry_run: bool | None = None,
         before: Any = None,
         after: Any = None,
         audit_from: Mapping[str, Any] | None = None,
         redact: Callable[[Any], Any] | None = None,
     ) -> Edited[T]:
-        """Run an edit for ``request``: ``If-Match`` from its header unless given,
-        ``dry_run`` from its query, its author as the version's; failures raised as
-        Problem.  A change made is written to the audit log with ``before`` and ``after``
-        (or what ``change_fn`` left under those keys of ``audit_from``), through
-        ``redact`` when given, and the config versions it went between."""
-        if if_match is True:
-            if_match = request.headers.get("If-Match")
-        dry_run = request.query.get("dry_run", "").lower() in _TRUE
+        """Run an edit for ``request``: the file's ETag checked against its ``If-Match``
+        header (unless ``if_match`` is False: the endpoint checks it per item), a dry run
+        when its query says ``dry_run`` (unless ``dry_run`` is given), its caller as the
+        version's author; failures raised as Problem.  A change made is written to the
+        audit log with ``before`` and ``after`` (or what ``change_fn`` left under those keys
+        of ``audit_from``), through ``redact`` when given, and the config versions it went
+        between."""
+        header = request.headers.get("If-Match") if if_match else None
+        if dry_run is None:
+            dry_run = request.query.get("dry_run", "").lower() in _TRUE
         message = request.headers.get("X-Pudimd-Message", "") or f"{action} through the API"
         change = Change("api", actor(request), message)
         current = self.daemon.config_version
@@ -185,13 +188,13 @@ class EditContext:
             edited = await self.editor.edit(
                 change_fn,
                 change=change,
-                if_match=if_match if isinstance(if_match, str) else None,
+                if_match=header,
                 dry_run=dry_run,
             )
         except PreconditionFailed as exc:
             raise Problem(
                 409,
-                f"the config file changed since it was read: If-Match {if_match} does not "
+                f"the config file changed since it was read: If-Match {header} does not "
                 f"match {exc.current}; read it again and retry",
             ) from None
         except Invalid as exc:
@@ -336,21 +339,11 @@ class _ConfigAPI:
             ]
             apply_bulk(doc, create, update, [str(n) for n in body.get("delete") or []])
 
-        edited = await self._dry_run(request, change)
+        edited = await self.edits.run(
+            request, change, action="config.validate", if_match=False, dry_run=True
+        )
         return web.json_response({"valid": True, "seconds": round(edited.seconds, 3)})
 
-    async def _dry_run(
-        self, request: web.Request, change: Callable[[Document], None]
-    ) -> Edited[None]:
-        try:
-            edited = await self.edits.editor.edit(
-                change, change=Change("api", actor(request)), dry_run=True
-            )
-        except Invalid as exc:
-            raise invalid_problem(exc) from None
-        except EditError as exc:
-            raise Problem(422, str(exc)) from None
-        return edited
 
 
 async def read_body_text(request: web.Request) -> str:

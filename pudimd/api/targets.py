@@ -285,7 +285,7 @@ class _TargetsAPI:
 
     # -- writing ----------------------------------------------------------------------
 
-    def _locate(self, doc: Document, name: str, *, if_match: str | None) -> int:
+    def _locate(self, doc: Document, name: str) -> int:
         index = doc.index_of(name)
         if index is None:
             raise Problem(404, f"no target named {name!r}")
@@ -322,7 +322,7 @@ class _TargetsAPI:
         found: dict[str, Any] = {}
 
         def change(doc: Document) -> dict[str, Any]:
-            index = self._locate(doc, name, if_match=if_match)
+            index = self._locate(doc, name)
             current = doc.targets()[index]
             found["before"] = current
             if if_match is not None and self.edits.item_conflict(if_match, current, doc):
@@ -339,7 +339,7 @@ class _TargetsAPI:
             request,
             change,
             action="targets.update",
-            if_match=None,  # checked per target above (file ETags accepted there too)
+            if_match=False,  # checked per target above (file ETags accepted there too)
             audit_from=found,
             redact=self._public,
         )
@@ -362,7 +362,7 @@ class _TargetsAPI:
         found: dict[str, Any] = {}
 
         def change(doc: Document) -> None:
-            index = self._locate(doc, name, if_match=if_match)
+            index = self._locate(doc, name)
             current = doc.targets()[index]
             found["before"] = current
             if if_match is not None and self.edits.item_conflict(if_match, current, doc):
@@ -374,7 +374,7 @@ class _TargetsAPI:
             change,
             action="targets.delete",
             status=204,
-            if_match=None,
+            if_match=False,
             audit_from=found,
             redact=self._public,
         )
