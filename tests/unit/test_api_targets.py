@@ -304,3 +304,21 @@ async def test_an_oversized_body_is_a_413_problem_on_every_endpoint(api: Api) ->
     headers = {"Content-Type": "application/json"}
     problem, _ = await api.call("POST", "/config/rollback/1", 413, data=big, headers=headers)
     assert problem["status"] == 413
+
+
+async def test_concurrent_edits_all_land(api: Api) -> None:
+    """Edits hold the reload lock from reading the file to applying it: twenty at once
+    are applied one after the other, none lost."""
+
+    async def create(i: int) -> None:
+        item = {"name": f"c{i:02}", "probe": "echo", "target": "t", "interval": "1h"}
+        await api.call("POST", "/targets", 201, json=item)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(create, i)
+    data: Any = yaml_rs.loads(api.file())
+    names = {t["name"] for t in data["targets"]}
+    assert {f"c{i:02}" for i in range(20)} <= names
+    assert {f"c{i:02}" for i in range(20)} <= api.jobs()
+    assert "# keep this comment" in api.file()
