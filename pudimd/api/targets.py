@@ -480,15 +480,15 @@ def apply_bulk(
                 errors=[_err(f"delete[{i}]", "not found")],
             )
     current = doc.targets()
-    updated = 0
-    for item in update:
-        index = positions[item["name"]]
-        if current[index] != item:
-            doc.set_target(index, item)
-            updated += 1
+    changed = {
+        positions[item["name"]]: item
+        for item in update
+        if current[positions[item["name"]]] != item
+    }
+    doc.set_targets(changed)
     doc.remove_targets(positions[name] for name in delete)
     doc.add_targets(create)
-    return {"created": len(create), "updated": updated, "deleted": len(delete)}
+    return {"created": len(create), "updated": len(changed), "deleted": len(delete)}
 
 
 def _list(body: Mapping[str, Any], key: str) -> list[Any]:

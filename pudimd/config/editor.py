@@ -176,7 +176,7 @@ class ConfigEditor:
             snapshot = await anyio.to_thread.run_sync(self._read)
             if not matches(if_match, snapshot.etag):
                 raise PreconditionFailed(snapshot.etag)
-            doc = Document(snapshot.text)
+            doc = snapshot.doc.copy()
 
             def prepare() -> tuple[T, ConfigBase | None]:
                 value = change_fn(doc)

@@ -178,6 +178,15 @@ class Document:
     def __init__(self, text: str) -> None:
         self.text = text
         self._data: Any = None
+        self._count: int | None = None
+        """How many targets the text has, when known without parsing it again."""
+
+    def copy(self) -> Document:
+        """Another document on the same text, sharing what was parsed of it (edits replace
+        the text and drop the parse; nothing here changes parsed data in place)."""
+        other = Document(self.text)
+        other._data, other._count = self._data, self._count
+        return other
 
     # -- reading ----------------------------------------------------------------------
 
@@ -290,13 +299,17 @@ class Document:
         if cut is None:
             return None
         indent, spans = cut
-        if len(spans) != len(self.targets()):
+        count = self._count if self._count is not None else len(self.targets())
+        if len(spans) != count:
             return None
+        self._count = count
         return lines, section, indent, spans
 
-    def _changed(self, text: str) -> None:
+    def _changed(self, text: str, count: int | None = None) -> None:
+        """The text is now ``text``, with ``count`` targets (None: unknown)."""
         self.text = text
         self._data = None
+        self._count = count
 
     # -- whole-file fallback ----------------------------------------------------------
 
@@ -312,38 +325,35 @@ class Document:
     # -- target edits -----------------------------------------------------------------
 
     def set_target(self, index: int, item: Mapping[str, Any]) -> None:
-        """Replace target ``index`` by ``item``, keeping its comments and style where the
-        values did not change."""
+        """Replace target ``index`` by ``item`` (see :meth:`set_targets`)."""
+        self.set_targets({index: item})
+
+    def set_targets(self, changes: Mapping[int, Mapping[str, Any]]) -> None:
+        """Replace the targets at the indexes of ``changes`` by their new values, in one
+        pass.  A target whose lines hold a comment goes through ruamel.yaml (comments,
+        order, quoting and style kept where values did not change); one without is
+        written anew: a one-line flow mapping as JSON (still one line), a block as a
+        block.  :data:`REDACTED` keeps the value in the file."""
+        if not changes:
+            return
         layout = self._target_layout()
         if layout is None:
 
             def edit(doc: Any) -> None:
-                assign(doc["targets"][index], item)
+                for index, item in changes.items():
+                    assign(doc["targets"][index], item)
 
             self._round_trip(edit)
             return
-        lines, _, _indent, spans = layout
-        span = spans[index]
-        block = lines[span.start : span.end]
-        first = block[0]
-        dash = _ITEM.match(first)
-        assert dash is not None
-        column = dash.end()
-        body = [" " * column + first[column:], *block[1:]]
-        text = "".join(_dedent(line, column) for line in body)
-        node = _rt_load(text)
-        if node is None:
-            from ruamel.yaml.comments import CommentedMap
-
-            node = CommentedMap()
-        assign(node, item)
-        out = _rt_dump(node).splitlines(keepends=True)
-        rendered = [(" " * column + line) if line.strip() else line for line in out]
-        rendered[0] = first[:column] + rendered[0][column:]
-        if not block[-1].endswith("\n") and rendered[-1].endswith("\n"):
-            rendered[-1] = rendered[-1][:-1]
-        lines[span.start : span.end] = rendered
-        self._changed("".join(lines))
+        lines, _, indent, spans = layout
+        count = len(spans)
+        current = self.targets() if any(_holds_redacted(i) for i in changes.values()) else []
+        for index in sorted(changes, reverse=True):
+            span = spans[index]
+            block = lines[span.start : span.end]
+            old = current[index] if current else None
+            lines[span.start : span.end] = _render_item(block, changes[index], old, indent)
+        self._changed("".join(lines), count)
 
     def add_targets(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Append ``items`` to ``targets`` (creating the section when there is none)."""
@@ -373,7 +383,7 @@ class Document:
             if at > 0 and not lines[at - 1].endswith("\n"):
                 lines[at - 1] += "\n"
             lines[at:at] = new
-        self._changed("".join(lines))
+        self._changed("".join(lines), len(spans) + len(items))
 
     def remove_targets(self, indexes: Iterable[int]) -> None:
         """Remove the targets at ``indexes`` (with their comments)."""
@@ -401,7 +411,7 @@ class Document:
             del lines[start : span.end]
         if len(doomed) == len(spans):
             lines[section.start] = "targets: []\n"
-        self._changed("".join(lines))
+        self._changed("".join(lines), len(spans) - len(doomed))
 
     # -- section edits ----------------------------------------------------------------
 
@@ -442,3 +452,53 @@ def _dedent(line: str, column: int) -> str:
         return line.lstrip(" \t") if line.endswith("\n") else line
     width = len(line) - len(line.lstrip(" "))
     return line[min(width, column) :]
+
+
+def _render_item(
+    block: list[str], item: Mapping[str, Any], current: Any, indent: str
+) -> list[str]:
+    """The lines of a sequence item ``block`` rewritten to hold ``item``."""
+    first = block[0]
+    dash = _ITEM.match(first)
+    assert dash is not None
+    column = dash.end()
+    if any("#" in line for line in block):
+        body = [" " * column + first[column:], *block[1:]]
+        node = _rt_load("".join(_dedent(line, column) for line in body))
+        if node is None:
+            from ruamel.yaml.comments import CommentedMap
+
+            node = CommentedMap()
+        assign(node, item)
+        out = _rt_dump(node).splitlines(keepends=True)
+        rendered = [(" " * column + line) if line.strip() else line for line in out]
+        rendered[0] = first[:column] + rendered[0][column:]
+    else:
+        value = _unredact(item, current, str(item.get("name", "")))
+        if len(block) == 1 and first[column:].lstrip().startswith("{"):
+            import orjson
+
+            rendered = [first[:column] + orjson.dumps(value).decode() + "\n"]
+        else:
+            rendered = render_items([value], dash.group(1))
+    if not block[-1].endswith("\n") and rendered[-1].endswith("\n"):
+        rendered[-1] = rendered[-1][:-1]
+    return rendered
+
+
+def _unredact(new: Any, current: Any, where: str) -> Any:
+    """``new`` with each :data:`REDACTED` replaced by ``current``'s value at that place;
+    EditError where there is none."""
+    if new == REDACTED:
+        if current is None or current == REDACTED:
+            _new_value(new, where)
+        return current
+    if isinstance(new, Mapping):
+        here = current if isinstance(current, Mapping) else {}
+        return {k: _unredact(v, here.get(k), f"{where}.{k}") for k, v in new.items()}
+    if isinstance(new, list):
+        same = current if isinstance(current, list) and len(current) == len(new) else None
+        return [
+            _unredact(v, same[i] if same else None, f"{where}[{i}]") for i, v in enumerate(new)
+        ]
+    return new

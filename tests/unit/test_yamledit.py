@@ -169,3 +169,44 @@ def test_ten_thousand_targets_edit_in_place_quickly() -> None:
     assert doc.text.count("\n") == text.count("\n")
     assert "  - name: t5000  # n5000\n    probe: echo\n    target: changed\n" in doc.text
     assert doc.text.replace("target: changed", "target: h5000") == text
+
+
+def test_set_targets_in_one_pass_keeps_each_items_style() -> None:
+    text = (
+        "targets:\n"
+        '  - {"name": "a", "probe": "echo", "target": "x"}\n'
+        "  - name: b   # commented\n"
+        "    probe: echo\n"
+        "    target: y\n"
+        "  - name: c\n"
+        "    probe: echo\n"
+        "    target: z\n"
+        "    echo: {token: s3cret}\n"
+        "  - name: d\n"
+        "    probe: echo\n"
+        "    target: w\n"
+    )
+    doc = Document(text)
+    doc.set_targets(
+        {
+            0: {"name": "a", "probe": "echo", "target": "x2"},
+            1: {"name": "b", "probe": "echo", "target": "y2"},
+            2: {"name": "c", "probe": "echo", "target": "z2", "echo": {"token": REDACTED}},
+        }
+    )
+    lines = doc.text.splitlines()
+    assert lines[1] == '  - {"name":"a","probe":"echo","target":"x2"}'  # still one flow line
+    assert lines[2] == "  - name: b   # commented" and lines[4] == "    target: y2"
+    parsed = data(doc.text)
+    assert parsed["targets"][2] == {
+        "name": "c",
+        "probe": "echo",
+        "target": "z2",
+        "echo": {"token": "s3cret"},  # the placeholder kept the secret
+    }
+    assert parsed["targets"][3] == {"name": "d", "probe": "echo", "target": "w"}
+    assert doc.text.endswith("  - name: d\n    probe: echo\n    target: w\n")  # untouched
+    with pytest.raises(EditError, match="secret"):
+        doc.set_targets(
+            {3: {"name": "d", "probe": "echo", "target": "w", "echo": {"token": REDACTED}}}
+        )
