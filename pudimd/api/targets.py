@@ -140,6 +140,7 @@ class _TargetsAPI:
         self._secrets: dict[str, list[tuple[str, ...]]] = {}
         self._status_cache: dict[str, tuple[Any, int, bytes, str]] = {}
         self._pages: dict[str, tuple[str, int, bytes]] = {}
+        self._cached_for = ""
 
     # -- reading ----------------------------------------------------------------------
 
@@ -217,6 +218,10 @@ class _TargetsAPI:
         # A page is kept until the file or any target's state changes (every result and
         # alert moves the event bus's last id): dashboards polling the same page cost
         # nothing more than a lookup.
+        if snapshot.etag != self._cached_for:  # a new file: forget the old one's targets
+            self._status_cache.clear()
+            self._pages.clear()
+            self._cached_for = snapshot.etag
         key = request.query_string
         seen = self.daemon.events.last_id
         cached = self._pages.get(key)
