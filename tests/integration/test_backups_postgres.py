@@ -7,10 +7,8 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
-import asyncpg
 import pytest
 
 from pudimd.backups.archive import open_archive
@@ -22,38 +20,17 @@ from pudimd.store import Store
 from pudimd.store.migrate import head_revision
 from pudimd.store.versions import Change, list_versions, record_version
 from tests.helpers import missing
+from tests.integration.postgres import SERVER, scratch_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
-SERVER = "postgres@127.0.0.1:5432"
-
-
-async def admin() -> Any:
-    try:
-        return await asyncpg.connect(f"postgresql://{SERVER}/test", timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        missing("PostgreSQL at 127.0.0.1:5432")
-
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     for tool in ("pg_dump", "pg_restore", "psql"):
         if shutil.which(tool) is None:
             missing(f"{tool} (Debian's postgresql-client)")
-    name = f"pudimd_backup_{secrets.token_hex(6)}"
-    conn = await admin()
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield f"postgresql+asyncpg://{SERVER}/{name}"
-    finally:
-        conn = await admin()
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with scratch_database("pudimd_backup") as url:
+        yield url
 
 
 def _unused_validate(path: Path) -> ConfigBase:

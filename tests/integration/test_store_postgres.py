@@ -4,13 +4,10 @@ auth, user postgres), in a database created for the test and dropped afterwards.
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -18,36 +15,14 @@ from alembic.migration import MigrationContext
 from pudimd.results import ProbeResult
 from pudimd.store import Store, StoreError
 from pudimd.store.tables import metadata
-from tests.helpers import missing
+from tests.integration.postgres import scratch_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
-SERVER = "postgres@127.0.0.1:5432"
-
-
-async def admin() -> Any:
-    try:
-        return await asyncpg.connect(f"postgresql://{SERVER}/test", timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        missing("PostgreSQL at 127.0.0.1:5432")
-
-
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    name = f"pudimd_test_{secrets.token_hex(6)}"
-    conn = await admin()
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield f"postgresql+asyncpg://{SERVER}/{name}"
-    finally:
-        conn = await admin()
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with scratch_database("pudimd_test") as url:
+        yield url
 
 
 @pytest.fixture
