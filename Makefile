@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/pudimd.yaml
 STATE  ?= .state
+# An operator's install (no test tools): bench/bench_idle.py measures the daemon's memory in it.
+RUNTIME_VENV ?= .venv-runtime
 
 # Debian packages the test suite talks to: nginx, promtool (prometheus), dnsmasq, the real
 # blackbox_exporter, sshd.
@@ -32,6 +34,12 @@ $(VENV)/.installed-test: pyproject.toml $(BIN)/activate
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet -e .
+	@touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/pudimd run -c $(CONFIG) --state-dir $(STATE)
 
@@ -57,7 +65,7 @@ unit: $(VENV)/.installed-test
 test: $(VENV)/.installed-test deb-deps lint
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test $(RUNTIME_VENV)/.installed
 	@$(MAKE) --no-print-directory deb-deps DEBIAN_TEST_PACKAGES="$(DEBIAN_TEST_PACKAGES) wrk"
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 	@echo "== bench/bench_throughput.py --keepalive"; $(BIN)/python bench/bench_throughput.py --keepalive --scale 0
@@ -67,4 +75,4 @@ docs: $(VENV)/.installed
 	$(BIN)/pudimd config probes > docs/probes.md
 
 clean:
-	rm -rf $(VENV) $(STATE) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) $(STATE) .mypy_cache .ruff_cache .pytest_cache

@@ -326,7 +326,8 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 
 class DaemonProc:
     """``python -m pudimd run -c CONFIG --listen 127.0.0.1:PORT --state-dir DIR``, pinned to
-    ``cpu`` when possible, stderr to a file (``log_lines()`` reads it)."""
+    ``cpu`` when possible, stderr to a file (``log_lines()`` reads it); ``python`` is this
+    interpreter unless given."""
 
     def __init__(
         self,
@@ -336,6 +337,7 @@ class DaemonProc:
         port: int | None = None,
         cpu: int | None = 0,
         python_args: Sequence[str] = (),
+        python: str | None = None,
     ) -> None:
         self.config = config
         self.state_dir = state_dir
@@ -345,7 +347,7 @@ class DaemonProc:
         state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             *cpu_pin_cmd(cpu),
-            sys.executable,
+            python or sys.executable,
             *python_args,
             "-m",
             "pudimd",
@@ -398,7 +400,7 @@ class DaemonProc:
         from pudimd.store import Store
 
         async def make() -> str:
-            store = await Store.open(f"sqlite+aiosqlite:///{self.state_dir / 'pudimd.db'}")
+            store = await Store.open(f"sqlite:///{self.state_dir / 'pudimd.db'}")
             try:
                 secret, _ = await create_token(store.engine, "bench", "admin", created_by="bench")
                 return secret

@@ -23,28 +23,29 @@ from pathlib import Path
 
 import psutil
 
-# heaviest first, so each row is mostly the package itself (its dependencies are listed
-# with it when they are not shared)
+# What the daemon imports, heaviest first, so each row is mostly the package itself (its
+# dependencies are listed with it when they are not shared).  Everything up to FLOOR is a
+# library the issue or the brief names (or the interpreter and stdlib under them): the
+# memory no pudimd code can avoid.
 PACKAGES = [
     ("stdlib (asyncio, ssl, sqlite3, json, email, logging ...)",
      ["asyncio", "ssl", "sqlite3", "json", "email.message", "http.client", "logging",
       "concurrent.futures", "zoneinfo", "uuid", "decimal", "typing", "dataclasses"]),
-    ("pydantic (+ pydantic_core, typing_extensions)", ["pydantic"]),
-    ("sqlalchemy (+ greenlet), async engine", ["sqlalchemy", "sqlalchemy.ext.asyncio"]),
-    ("alembic (+ mako, markupsafe, pygments)", ["alembic", "alembic.command", "alembic.config",
-                                               "alembic.runtime.migration"]),
+    ("sqlalchemy core, sqlite dialect", ["sqlalchemy", "sqlalchemy.dialects.sqlite.pysqlite"]),
     ("aiohttp (+ multidict, yarl, frozenlist, ...)", ["aiohttp", "aiohttp.web"]),
-    ("aiosqlite", ["aiosqlite"]),
-    ("anyio", ["anyio"]),
+    ("pydantic (+ pydantic_core, typing_extensions)", ["pydantic", "pydantic.main"]),
     ("prometheus_client", ["prometheus_client"]),
     ("structlog", ["structlog"]),
-    ("croniter (+ dateutil)", ["croniter"]),
-    ("ruamel.yaml", ["ruamel.yaml"]),
-    ("yaml_rs", ["yaml_rs"]),
-    ("pluggy", ["pluggy"]),
+    ("anyio", ["anyio"]),
+    ("pluggy (+ importlib.metadata)", ["pluggy", "importlib.metadata"]),
+    ("uvloop", ["uvloop"]),
     ("click", ["click"]),
     ("psutil", ["psutil"]),
+    ("yaml_rs", ["yaml_rs"]),
+    ("orjson", ["orjson"]),
 ]  # fmt: skip
+FLOOR = len(PACKAGES)
+"""Every row above is a library the daemon cannot run without."""
 
 
 def rss() -> float:
@@ -88,6 +89,7 @@ def child(mode: str, config: str, state: str, port: str, seconds: float) -> None
         for module in modules:
             importlib.import_module(module)
         stages.append((label, rss()))
+    stages.append(("= the libraries' floor, before any pudimd code", stages[-1][1]))
     import anyio
 
     import pudimd.daemon
@@ -102,6 +104,9 @@ def child(mode: str, config: str, state: str, port: str, seconds: float) -> None
     if mode == "rss":
         prev = 0.0
         for label, value in stages:
+            if label.startswith("="):
+                print(f"  {'':>10}    {value:6.1f} MB  {label}")
+                continue
             print(f"  {value - prev:+7.1f} MB -> {value:6.1f} MB  {label}")
             prev = value
         return

@@ -5,9 +5,13 @@ The targets are a mix: ``http`` to the daemon's own /-/healthy, ``tcp`` to its o
 /metrics scrape inside the window) while its RSS is sampled every few seconds and its CPU
 time is read at both ends.
 
+The daemon runs from ``.venv-runtime`` (``make bench`` creates it: pudimd and its runtime
+dependencies only), as an operator installs it; the test venv also holds test tools that
+libraries import when present (structlog imports rich, greenlet and twisted), ~4 MB more.
+
 When RSS is above the bar, ``bench/_memprobe.py`` runs the daemon in-process to show where
-the memory goes: RSS after each import stage and the top allocation sites by package
-(tracemalloc).
+the memory goes: RSS after each import stage, the floor the required libraries alone make,
+and the top allocation sites by package (tracemalloc).
 
     python bench/bench_idle.py [--targets 100] [--warmup 15] [--window 75]
         [--memory auto|always|never]
@@ -38,6 +42,14 @@ from _harness import (
 BAR_RSS_MB = 60.0
 BAR_CPU_PCT = 1.0
 HERE = Path(__file__).resolve().parent
+RUNTIME_PYTHON = HERE.parent / ".venv-runtime" / "bin" / "python"
+
+
+def daemon_python() -> tuple[str, str]:
+    """The interpreter to run the daemon with, and what it is."""
+    if RUNTIME_PYTHON.exists():
+        return str(RUNTIME_PYTHON), ".venv-runtime (runtime dependencies only)"
+    return sys.executable, f"{sys.prefix} (no .venv-runtime: `make .venv-runtime/.installed`)"
 
 
 def targets(n: int, own_port: int, sink_port: int) -> list[dict[str, Any]]:
@@ -65,7 +77,7 @@ def write(path: Path, n: int, own_port: int, sink_port: int) -> None:
 
 def memory_breakdown(cfg: Path, state: Path, port: int, seconds: float) -> str:
     """Run ``_memprobe.py`` (the daemon in-process under tracemalloc) and return its report."""
-    cmd = [sys.executable, str(HERE / "_memprobe.py"), str(cfg), str(state), str(port),
+    cmd = [daemon_python()[0], str(HERE / "_memprobe.py"), str(cfg), str(state), str(port),
            str(seconds)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     if proc.returncode != 0:
@@ -90,7 +102,8 @@ def main() -> None:
             port = free_port()
             cfg = tmp / "pudimd.yaml"
             write(cfg, args.targets, port, sink.port)
-            with DaemonProc(cfg, tmp / "state", port=port, cpu=0) as daemon:
+            python, venv = daemon_python()
+            with DaemonProc(cfg, tmp / "state", port=port, cpu=0, python=python) as daemon:
                 ready = daemon.wait_ready()
                 rss_ready = daemon.rss_mb()
                 print(f"ready after {ready:.1f} s; warming up {args.warmup:g} s", flush=True)
@@ -127,6 +140,7 @@ def main() -> None:
     wakeups = (ctx1.voluntary + ctx1.involuntary - ctx0.voluntary - ctx0.involuntary) / wall
     print()
     print(f"== pudimd idle ({args.targets} targets at 30 s: http self, tcp self, tcp listener)")
+    print(f"python                  {venv}")
     print(f"ready after             {ready:.1f} s (RSS then {rss_ready:.1f} MB)")
     print(f"window                  {wall:.0f} s, {checks:.0f} checks ({failures:.0f} failed), "
           f"no scrapes inside")  # fmt: skip

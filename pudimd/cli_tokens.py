@@ -18,7 +18,7 @@ from pudimd.cli_common import fail as _fail
 from pudimd.cli_common import state_options
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["tokens"]
 

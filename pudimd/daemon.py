@@ -3,7 +3,6 @@ anyio task group, and handles signals, reloads and a graceful stop."""
 
 from __future__ import annotations
 
-import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +14,7 @@ import structlog
 import yaml_rs
 from anyio.abc import TaskGroup, TaskStatus
 
+from pudimd import heap
 from pudimd.alerting.engine import Alerting
 from pudimd.alerting.metrics import AlertingMetrics
 from pudimd.alerting.oncall import OncallDirectory
@@ -81,17 +81,6 @@ def read_listen(path: str | Path) -> str | None:
 
     listen = _peek(path, "server", "listen")
     return expand_env(str(listen), os.environ) if listen else None
-
-
-def _settle_heap(*, full: bool = True) -> None:
-    """Move what start-up (or a reload) built - modules, plugins, the config, every job - out
-    of the garbage collector's sight: it lives as long as the config, and every full
-    collection would otherwise walk all of it, stalling the loop for tens of milliseconds
-    at a few thousand targets (``gc.freeze``; what a reload retires stays frozen garbage
-    until the next freeze, which is small next to a config).  ``full=False`` (reloads)
-    skips the oldest generation's collection, which would cost more than it saves."""
-    gc.collect(2 if full else 1)
-    gc.freeze()
 
 
 def _reads_files(raw: Any) -> bool:
@@ -249,7 +238,7 @@ class Daemon:
     def store_url(self, config: ConfigBase) -> str:
         if config.storage.url is not None:
             return config.storage.url.get_secret_value()
-        return f"sqlite+aiosqlite:///{self.state_dir(config) / 'pudimd.db'}"
+        return f"sqlite:///{self.state_dir(config) / 'pudimd.db'}"
 
     def _configure_host(self, config: ConfigBase) -> None:
         self.host.hook_timeout = config.plugins.hook_timeout.total_seconds()
@@ -351,7 +340,7 @@ class Daemon:
                 True, source="start", version=getattr(self.config_version, "id", None)
             )
             await self.host.call_event("pudimd_startup", daemon=self)
-            _settle_heap()
+            heap.settle()
             self.ready = True
             self.notifier.ready(f"{len(self.scheduler.jobs)} targets")
             log.info(
@@ -505,7 +494,7 @@ class Daemon:
         if self.store is not None:
             self.config_version = await record_applied(self.store.engine, config_text, change)
         self.events.reloaded(True, source=source, version=getattr(self.config_version, "id", None))
-        _settle_heap(full=False)
+        heap.settle(full=False)
         log.info(
             "config reloaded",
             source=source,

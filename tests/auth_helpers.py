@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 from pudimd.auth.tokens import Role, create_token
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from pudimd.daemon import Daemon
+    from pudimd.store.threaded import AsyncEngine
 
 
 async def token_for(engine: AsyncEngine, role: Role = "admin", name: str = "test") -> str:

@@ -827,7 +827,7 @@ class _Run:
 
         scenario = self.scenario
         config = scenario.config
-        store = await Store.open("sqlite+aiosqlite:///:memory:")
+        store = await Store.open("sqlite:///:memory:")
         db = AlertingDB(store.engine)
         try:
             metrics = AlertingMetrics()

@@ -42,10 +42,9 @@ from pudimd.api.problems import MAX_LIMIT, Problem, answers_problems, limit_para
 from pudimd.store import history
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from pudimd.alerting.engine import Alerting
     from pudimd.daemon import Daemon
+    from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["DEFAULT_REPORT_PERIOD", "reports_routes"]
 

@@ -42,9 +42,8 @@ from pudimd.store.records import Rollup, StoredResult
 from pudimd.store.tables import results, rollups
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from pudimd.daemon import Daemon
+    from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["decode_cursor", "encode_cursor", "results_routes"]
 

@@ -38,9 +38,8 @@ from pudimd.store.versions import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from pudimd.daemon import Daemon
+    from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["version_json", "versions_routes"]
 

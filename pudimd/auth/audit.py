@@ -20,7 +20,7 @@ from pudimd.auth.principal import actor
 from pudimd.store.tables import audit_log
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["AuditEntry", "audit", "list_audit", "record"]
 

@@ -33,9 +33,8 @@ from pudimd.auth.sessions import COOKIE, Session, find_session
 from pudimd.auth.tokens import TokenInfo, find_token, hash_token, touch_token
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from pudimd.daemon import Daemon
+    from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["CACHE_SECONDS", "TOUCH_SECONDS", "Guard"]
 

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.store.tables import web_sessions
+from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["COOKIE", "Session", "create_session", "delete_session", "find_session"]
 

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.store.tables import api_tokens
+from pudimd.store.threaded import AsyncEngine
 
 __all__ = [
     "ROLES",

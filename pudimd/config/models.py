@@ -81,7 +81,7 @@ class StorageConfig(StrictModel):
 
     url: SecretStr | None = Field(
         None,
-        description="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db. "
+        description="SQLAlchemy URL, e.g. postgresql://user@host/db. "
         "Default: SQLite (WAL) at <state_dir>/pudimd.db",
     )
     url_file: SecretFile | None = Field(None, description="File holding `url` (it has a password)")

@@ -15,7 +15,6 @@ import anyio
 import anyio.to_thread
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.store.engine import sqlite_writer
 from pudimd.store.tables import (
@@ -28,6 +27,7 @@ from pudimd.store.tables import (
     notifications,
     silences,
 )
+from pudimd.store.threaded import AsyncEngine
 
 __all__ = [
     "AckRow",
@@ -140,23 +140,26 @@ def _upsert_many(
 _EVENT_COLUMNS = (
     "fingerprint", "at", "kind", "alertname", "target", "actor", "interface", "detail",
 )  # fmt: skip
-_inserts: dict[tuple[str, str], str] = {}
+_inserts: dict[tuple[str, str], str | None] = {}
 
 
 def _insert_many(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
     """INSERT ``rows`` (tuples in the order of ``columns``) straight through the driver:
-    compiled once per dialect and table, no per-row parameter processing."""
+    compiled once per dialect and table, no per-row parameter processing.  Dialects with
+    named parameters (psycopg) take the ordinary path."""
     cache_key = (conn.dialect.name, table.name)
-    sql = _inserts.get(cache_key)
-    if sql is None:
-        compiled = table.insert().compile(
-            dialect=conn.dialect, column_keys=list(columns)
-        )
+    if cache_key not in _inserts:
+        compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(columns))
         order = compiled.positiontup
-        assert order is not None and list(order) == list(columns), order
-        sql = _inserts[cache_key] = compiled.string
+        if order is not None and list(order) != list(columns):
+            raise AssertionError(f"{table.name}: compiled column order {order}")
+        _inserts[cache_key] = compiled.string if order is not None else None
+    sql = _inserts[cache_key]
+    if sql is None:
+        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+        return
     conn.exec_driver_sql(sql, rows)
 
 

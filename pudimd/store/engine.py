@@ -1,4 +1,5 @@
-"""Creating the async engine: SQLite (WAL, created on first use) or PostgreSQL (asyncpg)."""
+"""Creating the engine: SQLite (WAL, created on first use) or PostgreSQL (psycopg), used
+from the event loop through :mod:`pudimd.store.threaded`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import anyio
 import structlog
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from pudimd.store.errors import StoreError, describe, mask_url
 from pudimd.store.migrate import upgrade
+from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["open_engine", "sqlite_writer"]
 
@@ -24,16 +25,23 @@ SQLITE_CACHE_KIB = 2048
 each pooled connection.  32 MB wrote ~10 % faster (a batch dirties about one index page
 per target) but grew the daemon's RSS by tens of MB over hours; 2 MB (SQLite's default)
 still writes ~29,000 results/s here."""
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10
 """Seconds to wait for a PostgreSQL server before giving up."""
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
+"""Connections kept open, and opened beyond those at busy times (SQLAlchemy's defaults)."""
+SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+"""The driver each database gets when its URL names none, or names the async driver of
+earlier versions (``sqlite+aiosqlite``, ``postgresql+asyncpg``), which keep working."""
+_ASYNC_DRIVERS = {"aiosqlite", "asyncpg"}
 
 
 async def open_engine(url: str) -> AsyncEngine:
     """An engine for ``url`` with the schema migrated to the latest revision.
 
     Raises :class:`StoreError` (``cannot open database <masked url>: <reason>``) on any
-    failure: a bad URL, an unknown or non-async driver, an unwritable path, an unreachable
-    server.
+    failure: a bad URL, an unknown or async-only driver, an unwritable path, an
+    unreachable server.
     """
     engine: AsyncEngine | None = None
     try:
@@ -69,15 +77,45 @@ async def create_engine_for(url: str) -> AsyncEngine:
 
 
 async def _create(url: URL) -> AsyncEngine:
+    url = sync_url(url)
+    options: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {}
+    memory = False
     if url.get_backend_name() == "sqlite":
         await _make_parent_dir(url)
-        engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    connect_args: dict[str, Any] = {}
-    if url.get_driver_name() == "asyncpg" and "timeout" not in url.query:
-        connect_args["timeout"] = CONNECT_TIMEOUT
-    return create_async_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        # Each call runs in whichever worker thread is free; one task uses a connection
+        # at a time (AsyncConnection), so sharing it across threads is safe.
+        connect_args["check_same_thread"] = False
+        memory = (url.database or "") in ("", ":memory:")
+        if memory:  # one database per connection: share one connection
+            options["poolclass"] = StaticPool
+        else:
+            options |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+    else:
+        options |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_pre_ping": True}
+        if url.get_driver_name() == "psycopg" and "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    engine = create_engine(url, connect_args=connect_args, **options)
+    if engine.dialect.is_async:
+        raise ValueError(
+            f"{url.drivername} is an async driver; name a synchronous one "
+            f"(or none: {url.get_backend_name()}:// picks one)"
+        )
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return AsyncEngine(engine, max_connections=POOL_SIZE + POOL_OVERFLOW)
+
+
+def sync_url(url: URL) -> URL:
+    """``url`` with the synchronous driver pudimd uses for its database (see
+    :data:`SYNC_DRIVERS`); a URL naming another synchronous driver is kept."""
+    backend = url.get_backend_name()
+    driver = SYNC_DRIVERS.get(backend)
+    if driver is not None and (
+        "+" not in url.drivername or url.get_driver_name() in _ASYNC_DRIVERS
+    ):
+        return url.set(drivername=f"{backend}+{driver}")
+    return url
 
 
 def sqlite_writer(engine: AsyncEngine) -> Engine | None:

@@ -28,9 +28,9 @@ from typing import Any
 import anyio.lowlevel
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pudimd.store.tables import alert_events, rollups
+from pudimd.store.threaded import AsyncConnection, AsyncEngine
 
 __all__ = ["PRUNE_BATCH", "WINDOWS", "Uptime", "fired_labels", "prune_events", "uptime"]
 

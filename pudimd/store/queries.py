@@ -7,12 +7,12 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pudimd.store.records import Rollup, StoredResult
 from pudimd.store.rollup import RESOLUTIONS, Bucket, Buckets
 from pudimd.store.sketch import Sketch
 from pudimd.store.tables import results, rollups
+from pudimd.store.threaded import AsyncConnection
 
 __all__ = [
     "DELETE_CHUNK",

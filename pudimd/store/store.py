@@ -15,7 +15,6 @@ import anyio
 import anyio.abc
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.results import ProbeResult
 from pudimd.store import queries
@@ -23,6 +22,7 @@ from pudimd.store.engine import open_engine
 from pudimd.store.errors import StoreError, describe, mask_url
 from pudimd.store.records import Rollup, StoredResult
 from pudimd.store.rollup import Rollups
+from pudimd.store.threaded import AsyncEngine
 
 __all__ = ["Store"]
 
@@ -110,9 +110,8 @@ class Store:
         on_written: Callable[[int], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
     ) -> Store:
-        """Connect to ``url`` (``sqlite+aiosqlite:///path`` or
-        ``postgresql+asyncpg://...``), migrate the schema to the latest revision and
-        return the store.
+        """Connect to ``url`` (``sqlite:///path`` or ``postgresql://...``), migrate the
+        schema to the latest revision and return the store.
 
         SQLite: the file's directory is created; WAL and ``synchronous=NORMAL`` are set.
         Raises :class:`StoreError` (one line, password masked) when the database cannot

@@ -20,11 +20,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.config.loader import read_config_text
 from pudimd.files import write_atomically
 from pudimd.store.tables import config_versions
+from pudimd.store.threaded import AsyncEngine
 
 __all__ = [
     "SOURCES",
@@ -132,8 +132,11 @@ async def record_version(
         sa.literal(digest, sa.String()),
         sa.literal(text, sa.Text()),
     ).where(sa.func.coalesce(latest, "") != digest)
-    insert = config_versions.insert().from_select(
-        ["at", "source", "author", "message", "sha256", "text"], values
+    insert = (
+        config_versions.insert()
+        .from_select(["at", "source", "author", "message", "sha256", "text"], values)
+        # SQLAlchemy keeps an INSERT's row count only when asked (psycopg reports -1)
+        .execution_options(preserve_rowcount=True)
     )
     async with engine.begin() as conn:
         if (await conn.execute(insert)).rowcount != 1:

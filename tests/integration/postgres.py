@@ -35,7 +35,7 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     try:
-        yield f"postgresql+asyncpg://{SERVER}/{name}"
+        yield f"postgresql://{SERVER}/{name}"
     finally:
         conn = await admin()
         try:

@@ -81,7 +81,7 @@ async def test_a_postgres_backup_that_cannot_connect_fails_clearly(tmp_path: Pat
         missing("pg_dump (Debian's postgresql-client)")
     config = tmp_path / "pudimd.yaml"
     config.write_text("{}\n")
-    url = f"postgresql+asyncpg://{SERVER}/pudimd_no_such_db_{secrets.token_hex(4)}"
+    url = f"postgresql://{SERVER}/pudimd_no_such_db_{secrets.token_hex(4)}"
     plan = BackupPlan(config_path=config, directory=tmp_path / "backups", store_url=url)
     with pytest.raises(DatabaseError, match=r"pg_dump failed: .*does not exist"):
         await anyio.to_thread.run_sync(make_backup, plan)

@@ -191,7 +191,7 @@ async def test_versions_on_postgresql() -> None:
     name = f"pudimd_test_{secrets.token_hex(6)}"
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        store = await Store.open(f"postgresql+asyncpg://{server}/{name}")
+        store = await Store.open(f"postgresql://{server}/{name}")
         try:
             first = await record_version(store.engine, V1, Change("start"))
             assert first is not None and first.id == 1

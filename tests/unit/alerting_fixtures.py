@@ -31,7 +31,7 @@ def migrated_database(directory: Path) -> Path:
     path = directory / "pudimd.db"
 
     async def migrate() -> None:
-        store = await Store.open(f"sqlite+aiosqlite:///{path}")
+        store = await Store.open(f"sqlite:///{path}")
         await store.close()
 
     anyio.run(migrate)
@@ -52,7 +52,7 @@ async def running_engine(
         source = migrated.with_name(migrated.name + suffix)
         if source.exists():
             shutil.copyfile(source, directory / source.name)
-    store = await Store.open(f"sqlite+aiosqlite:///{directory / migrated.name}")
+    store = await Store.open(f"sqlite:///{directory / migrated.name}")
     try:
         alerting = Alerting(AlertingDB(store.engine), notifier_types or {}, AlertingMetrics())
         await alerting.start(config, config_text)

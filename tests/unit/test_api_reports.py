@@ -80,7 +80,7 @@ async def engine(migrated_db: Path, tmp_path: Path) -> AsyncIterator[Alerting]:
 
 @pytest.fixture
 async def store(engine: Alerting, tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'pudimd.db'}")
+    store = await Store.open(f"sqlite:///{tmp_path / 'pudimd.db'}")
     yield store
     await store.close()
 

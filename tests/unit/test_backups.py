@@ -70,7 +70,7 @@ def plan(site: Path, **changes: object) -> BackupPlan:
     base = BackupPlan(
         config_path=site / "pudimd.yaml",
         directory=site / "backups",
-        store_url=f"sqlite+aiosqlite:///{site / 'state' / 'pudimd.db'}",
+        store_url=f"sqlite:///{site / 'state' / 'pudimd.db'}",
         extra_files=(site / "alertmanager.yml", site / "templates"),
         keep=5,
     )
@@ -159,7 +159,7 @@ def test_backup_while_writing_is_consistent_and_restore_brings_the_rows_back(
         archive,
         config_path=site / "pudimd.yaml",
         validate=_validate,
-        store_url=lambda config: f"sqlite+aiosqlite:///{db}",
+        store_url=lambda config: f"sqlite:///{db}",
         now=when,
     )
     assert rows(db) == saved
@@ -389,7 +389,7 @@ def _service(site: Path, config: ConfigBase, **kwargs: object) -> BackupService:
         config,
         config_path=site / "pudimd.yaml",
         state_dir=lambda c: site / "state",
-        store_url=lambda c: f"sqlite+aiosqlite:///{site / 'state' / 'pudimd.db'}",
+        store_url=lambda c: f"sqlite:///{site / 'state' / 'pudimd.db'}",
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -496,7 +496,7 @@ def test_restore_recreates_a_lost_database(site: Path) -> None:
         archive,
         config_path=site / "pudimd.yaml",
         validate=_validate,
-        store_url=lambda config: f"sqlite+aiosqlite:///{db}",
+        store_url=lambda config: f"sqlite:///{db}",
         restore_config=False,
     )
     assert report.aside is None and report.written == []

@@ -89,7 +89,7 @@ async def test_hooks_fire_and_broken_plugins_do_not_stop_the_daemon(tmp_path: Pa
 async def _results(daemon: Daemon, tmp_path: Path) -> set[str]:
     from pudimd.store import Store
 
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'state' / 'pudimd.db'}")
+    store = await Store.open(f"sqlite:///{tmp_path / 'state' / 'pudimd.db'}")
     try:
         return {r.target for name in ("ok", "boom") for r in await store.results(name)}
     finally:

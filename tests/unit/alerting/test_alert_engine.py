@@ -50,7 +50,7 @@ def config(port: int, **route: Any) -> Any:
 
 @asynccontextmanager
 async def engine(db_path: Path, cfg: Any, **kwargs: Any) -> AsyncIterator[Alerting]:
-    store = await Store.open(f"sqlite+aiosqlite:///{db_path}")
+    store = await Store.open(f"sqlite:///{db_path}")
     alerting = Alerting(
         AlertingDB(store.engine),
         {"webhook": WebhookNotifier},

@@ -71,7 +71,7 @@ async def events(alerting: Alerting) -> list[tuple[str, str | None, str | None, 
 
 async def stored(directory: Path) -> list[str]:
     """The kinds of the events written to the database."""
-    store = await Store.open(f"sqlite+aiosqlite:///{directory / 'pudimd.db'}")
+    store = await Store.open(f"sqlite:///{directory / 'pudimd.db'}")
     try:
         async with store.engine.connect() as conn:
             rows = await conn.execute(sa.select(alert_events).order_by(alert_events.c.id))

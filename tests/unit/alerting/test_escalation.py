@@ -112,7 +112,7 @@ async def three() -> AsyncIterator[tuple[Collector, Collector, Collector]]:
 
 
 async def table(directory: Path, table: sa.Table) -> list[Any]:
-    store = await Store.open(f"sqlite+aiosqlite:///{directory / 'pudimd.db'}")
+    store = await Store.open(f"sqlite:///{directory / 'pudimd.db'}")
     try:
         async with store.engine.connect() as conn:
             return list(await conn.execute(sa.select(table)))

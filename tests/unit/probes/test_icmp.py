@@ -69,7 +69,9 @@ async def test_ping_ipv4_loopback_succeeds_with_stats() -> None:
         "LOSS": 0.0,
         "RTT": result.metrics["rtt_avg"],
     }
-    assert result.phases["rtt"] > 0.04  # two intervals between three packets
+    # two intervals between three packets (asyncio may run a timer up to its clock
+    # resolution early: 0.03997 s was seen)
+    assert result.phases["rtt"] > 0.04 - 0.002
 
 
 async def test_ping_ipv6_loopback_succeeds() -> None:

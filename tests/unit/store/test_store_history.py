@@ -146,7 +146,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def store(migrated: Path, tmp_path: Path) -> AsyncIterator[Store]:
     path = tmp_path / "pudimd.db"
     shutil.copyfile(migrated, path)
-    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    store = await Store.open(f"sqlite:///{path}")
     yield store
     await store.close()
 

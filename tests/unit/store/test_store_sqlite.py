@@ -16,9 +16,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from pudimd.results import ProbeResult
 from pudimd.store import Store, StoreError, queries
+from pudimd.store.engine import sync_url
 from pudimd.store.errors import mask_url
 from pudimd.store.migrate import head_revision
 from pudimd.store.tables import metadata
@@ -97,8 +99,10 @@ async def test_reopening_an_existing_database_keeps_its_rows(store: Store, db_pa
     [
         "nosuchdriver://localhost/x",
         "this is not a url",
-        "sqlite+pysqlite:///{tmp}/sync-driver.db",
+        "mysql+aiomysql://pudimd:hunter2secret@127.0.0.1:1/pudimd",
+        "sqlite:///{tmp}/a-file/pudimd.db",
         "sqlite+aiosqlite:///{tmp}/a-file/pudimd.db",
+        "postgresql://pudimd:hunter2secret@127.0.0.1:1/pudimd",
         "postgresql+asyncpg://pudimd:hunter2secret@127.0.0.1:1/pudimd",
     ],
 )
@@ -115,6 +119,28 @@ async def test_open_of_an_unusable_url_raises_a_one_line_store_error(
     assert "hunter2secret" not in message
     assert "Traceback" not in message
     assert message.split(": ", 1)[1].strip()  # a reason follows
+
+
+async def test_an_async_only_driver_is_refused_by_name() -> None:
+    with pytest.raises(
+        StoreError, match=r"mysql\+aiomysql is an async driver; name a synchronous one"
+    ):
+        await Store.open("mysql+aiomysql://pudimd@127.0.0.1:1/pudimd")
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("sqlite:///x.db", "sqlite+pysqlite:///x.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+pysqlite:///x.db"),
+        ("postgresql://h/db", "postgresql+psycopg://h/db"),
+        ("postgresql+asyncpg://h/db", "postgresql+psycopg://h/db"),
+        ("postgresql+psycopg2://h/db", "postgresql+psycopg2://h/db"),
+        ("mysql+pymysql://h/db", "mysql+pymysql://h/db"),
+    ],
+)
+def test_urls_get_the_synchronous_driver(given: str, used: str) -> None:
+    assert sync_url(make_url(given)).render_as_string() == used
 
 
 async def test_open_error_masks_the_password(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pudimd.config.errors import ConfigError
 from pudimd.store import Store
 from pudimd.store.alerting import AlertingDB
+from pudimd.store.threaded import AsyncEngine
 from pudimd.store.versions import (
     Change,
     ConfigVersion,
@@ -46,7 +46,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def engine(migrated: Path, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     shutil.copyfile(migrated, tmp_path / "pudimd.db")
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'pudimd.db'}")
+    store = await Store.open(f"sqlite:///{tmp_path / 'pudimd.db'}")
     try:
         yield store.engine
     finally:
@@ -105,7 +105,7 @@ async def test_record_applied_answers_the_current_version_and_survives_a_broken_
     again = await record_applied(engine, V1)
     assert again is not None and again.id == 1, "unchanged: the latest is current"
     shutil.copyfile(migrated, tmp_path / "other.db")
-    broken = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'other.db'}")
+    broken = await Store.open(f"sqlite:///{tmp_path / 'other.db'}")
     async with broken.engine.begin() as conn:
         await conn.exec_driver_sql("DROP TABLE config_versions")
     try:

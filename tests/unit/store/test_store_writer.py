@@ -4,14 +4,15 @@ retention, cancellation and failed writes."""
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import anyio
+import anyio.to_thread
 import pytest
 
 from pudimd.results import ProbeResult
@@ -39,7 +40,7 @@ class Recorder:
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'pudimd.db'}"
+    return f"sqlite:///{tmp_path / 'pudimd.db'}"
 
 
 @pytest.fixture
@@ -65,9 +66,13 @@ async def open_store(url: str, recorder: Recorder) -> AsyncIterator[OpenStore]:
 
 async def sql(url: str, statement: str) -> None:
     """Run ``statement`` on the database file behind the store's back."""
-    async with aiosqlite.connect(url.split("///", 1)[1]) as conn:
-        await conn.execute(statement)
-        await conn.commit()
+
+    def run() -> None:
+        with sqlite3.connect(url.split("///", 1)[1]) as conn:
+            conn.execute(statement)
+        conn.close()
+
+    await anyio.to_thread.run_sync(run)
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
