@@ -185,7 +185,7 @@ def build(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The database at ``path``: migrated by the store, then filled.  Returns counts."""
 
     async def migrate() -> None:
-        store = await Store.open(f"sqlite+aiosqlite:///{path}")
+        store = await Store.open(f"sqlite:///{path}")
         await store.close()
 
     anyio.run(migrate)

@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--url", help="database URL (default: SQLite in a temporary dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.url or f"sqlite+aiosqlite:///{Path(tmp) / 'pudimd.db'}"
+        url = args.url or f"sqlite:///{Path(tmp) / 'pudimd.db'}"
         print(f"store write: {args.results} results, {args.targets} targets, {url.split(':')[0]}")
         rate = anyio.run(bench, url, args.results, args.targets)
     verdict = ""
