@@ -84,6 +84,7 @@ async def _run_daemon(daemon: object, seconds: float) -> None:
 def child(mode: str, config: str, state: str, port: str, seconds: float) -> None:
     if mode == "trace":
         tracemalloc.start(1)
+    importlib.import_module("pudimd")  # the package alone: sets mimalloc's options, as the daemon
     stages: list[tuple[str, float]] = [("python interpreter", rss())]
     for label, modules in PACKAGES:
         for module in modules:
