@@ -21,13 +21,15 @@ import io
 import json
 import os
 import re
-import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: a daemon that makes no backup need not keep it
+    import tarfile
 
 __all__ = [
     "ArchiveError",
@@ -219,6 +221,8 @@ def _sha256(path: Path) -> tuple[str, int]:
 
 
 def _tarinfo(name: str, size: int, mtime: float) -> tarfile.TarInfo:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = 0o600
@@ -232,6 +236,8 @@ def write_archive(directory: Path, manifest: Manifest, members: Iterable[Member]
     into ``directory``: a temporary file, fsynced, then linked under its final name (never
     over an existing archive) and the directory fsynced.  Returns its path.  Raises
     OSError."""
+    import tarfile
+
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     recorded: list[Member] = []
     for member in members:
@@ -345,6 +351,8 @@ def open_archive(path: Path) -> Iterator[OpenArchive]:
     """Open the archive at ``path`` and verify it: only regular files with safe names, a
     valid manifest naming every other member, and each member's size and SHA-256 as the
     manifest says (read through once).  Raises ArchiveError."""
+    import tarfile
+
     try:
         tar = tarfile.open(path, mode="r:gz")  # noqa: SIM115 - closed by the with below
     except (OSError, tarfile.TarError, EOFError) as exc:

@@ -7,6 +7,7 @@ import gc
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,22 @@ def test_settle_freezes_what_exists_and_trims_the_heap() -> None:
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
+
+
+LAZY = ("alembic", "sqlalchemy.orm", "ruamel.yaml", "tarfile", "jinja2", "argon2", "croniter")
+"""Libraries the daemon imports only when something needs them (a migration, an error to
+locate, an API edit, a backup, a template, a password, a cron schedule): each would
+otherwise stay resident for the daemon's lifetime."""
+
+
+def test_the_daemon_and_its_plugins_leave_heavy_libraries_unloaded(tmp_path: Path) -> None:
+    config = tmp_path / "pudimd.yaml"
+    config.write_text("targets:\n  - {name: web, probe: http, target: http://127.0.0.1:9/}\n")
+    code = (
+        "import sys, pudimd.daemon as d; d.Daemon(sys.argv[1], host=d.make_host(sys.argv[1]));"
+        f"print(' '.join(m for m in {LAZY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""
