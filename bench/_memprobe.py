@@ -7,6 +7,8 @@ Two child processes, so neither measurement disturbs the other:
 - ``rss``: imports the daemon's dependencies one package at a time (each row is what that
   import added, its not-yet-loaded dependencies included), then ``pudimd.daemon``, the
   plugins, the daemon object, and runs it for SECONDS; prints RSS after each stage.
+- ``floor``: a fresh interpreter importing every module the ``rss`` run's daemon had
+  loaded except pudimd's own: the memory the libraries alone take, whatever pudimd does.
 - ``trace``: the same daemon under tracemalloc (started before any import); prints the
   top allocation sites by package of the allocating file: live Python allocations, not
   extension modules' own (Rust/C) heaps.
@@ -14,6 +16,7 @@ Two child processes, so neither measurement disturbs the other:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import subprocess
 import sys
@@ -90,7 +93,7 @@ def child(mode: str, config: str, state: str, port: str, seconds: float) -> None
         for module in modules:
             importlib.import_module(module)
         stages.append((label, rss()))
-    stages.append(("= the libraries' floor, before any pudimd code", stages[-1][1]))
+    stages.append(("= the libraries above, before any pudimd code", stages[-1][1]))
     import anyio
 
     import pudimd.daemon
@@ -103,6 +106,8 @@ def child(mode: str, config: str, state: str, port: str, seconds: float) -> None
     anyio.run(_run_daemon, daemon, seconds)
     stages.append((f"ran {seconds:g} s (config, store, listener, 100 targets)", rss()))
     if mode == "rss":
+        libraries = sorted(m for m in sys.modules if not m.startswith(("pudimd", "__main__")))
+        (Path(state) / FLOOR_MODULES).write_text("\n".join(libraries))
         prev = 0.0
         for label, value in stages:
             if label.startswith("="):
@@ -121,9 +126,25 @@ def child(mode: str, config: str, state: str, port: str, seconds: float) -> None
         print(f"    {size / 1e6:6.1f} MB  {name}")
 
 
+FLOOR_MODULES = "floor-modules.txt"
+
+
+def floor(modules_file: Path) -> None:
+    importlib.import_module("pudimd")  # the package alone: mimalloc's options
+    modules = modules_file.read_text().split()
+    for module in modules:
+        with contextlib.suppress(ImportError):  # one importable only where it was (rare)
+            importlib.import_module(module)
+    print(f"  {'':>10}    {rss():6.1f} MB  = every library module that daemon had loaded "
+          f"({len(modules)}), in a fresh interpreter: the floor below any pudimd code")  # fmt: skip
+
+
 def main() -> None:
     if sys.argv[1] in ("rss", "trace"):
         child(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+        return
+    if sys.argv[1] == "floor":
+        floor(Path(sys.argv[2]))
         return
     config, state, port, seconds = sys.argv[1:5]
     print("where the memory goes (RSS after each import / start stage, one process):")
@@ -138,6 +159,14 @@ def main() -> None:
         if proc.returncode != 0:
             print(f"  ({mode} failed: {proc.stderr.strip()[-1500:]})")
         print(proc.stdout.rstrip())
+        if mode == "rss" and (state_dir / FLOOR_MODULES).exists():
+            proc = subprocess.run(
+                [sys.executable, __file__, "floor", str(state_dir / FLOOR_MODULES)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            print(proc.stdout.rstrip() or f"  (floor failed: {proc.stderr.strip()[-1500:]})")
 
 
 if __name__ == "__main__":
