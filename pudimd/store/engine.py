@@ -29,7 +29,10 @@ CONNECT_TIMEOUT = 10
 """Seconds to wait for a PostgreSQL server before giving up."""
 POOL_SIZE = 5
 POOL_OVERFLOW = 10
-"""Connections kept open, and opened beyond those at busy times (SQLAlchemy's defaults)."""
+"""Connections kept open, and opened beyond those at busy times (SQLAlchemy's defaults).
+The pool hands out the connection returned last (LIFO): an idle daemon keeps using one,
+so the others' SQLite page caches stay empty (up to SQLITE_CACHE_KIB each otherwise) and
+PostgreSQL's idle timeouts may close the rest."""
 SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 """The driver each database gets when its URL names none, or names the async driver of
 earlier versions (``sqlite+aiosqlite``, ``postgresql+asyncpg``), which keep working."""
@@ -80,19 +83,18 @@ async def _create(url: URL) -> AsyncEngine:
     url = sync_url(url)
     options: dict[str, Any] = {}
     connect_args: dict[str, Any] = {}
-    memory = False
+    pooled = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_use_lifo": True}
     if url.get_backend_name() == "sqlite":
         await _make_parent_dir(url)
         # Each call runs in whichever worker thread is free; one task uses a connection
         # at a time (AsyncConnection), so sharing it across threads is safe.
         connect_args["check_same_thread"] = False
-        memory = (url.database or "") in ("", ":memory:")
-        if memory:  # one database per connection: share one connection
+        if (url.database or "") in ("", ":memory:"):  # a database per connection: share one
             options["poolclass"] = StaticPool
         else:
-            options |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+            options |= pooled
     else:
-        options |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_pre_ping": True}
+        options |= pooled | {"pool_pre_ping": True}
         if url.get_driver_name() == "psycopg" and "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = CONNECT_TIMEOUT
     engine = create_engine(url, connect_args=connect_args, **options)

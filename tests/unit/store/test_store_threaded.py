@@ -144,3 +144,20 @@ async def test_tasks_beyond_the_connection_limit_wait_on_the_loop(tmp_path: Path
         assert len(order) == 12
     finally:
         await engine.dispose()
+
+
+async def test_the_connection_returned_last_is_handed_out_first(engine: AsyncEngine) -> None:
+    """LIFO: an idle daemon keeps reusing one connection, the others' page caches stay
+    cold."""
+
+    def dbapi_id(sync: sa.Connection) -> int:
+        return id(sync.connection.dbapi_connection)
+
+    async with engine.connect() as first, engine.connect() as second:
+        first_id = await first.run_sync(dbapi_id)
+        second_id = await second.run_sync(dbapi_id)
+    # `second` was returned first, then `first`: the pool hands `first` out again
+    for _ in range(3):
+        async with engine.connect() as again:
+            assert await again.run_sync(dbapi_id) == first_id
+    assert first_id != second_id
