@@ -44,9 +44,9 @@ class BufferedResult(IteratorResult[Any]):
         """Fetch what ``result`` holds and close it (in the thread that ran it)."""
         try:
             rowcount = result.rowcount
-            context = getattr(result, "context", None)
+            context = result.context
             key = None
-            if context is not None and context.isinsert and not context.executemany:
+            if context.isinsert and not context.executemany:
                 key = result.inserted_primary_key
             if result.returns_rows:
                 frozen = result.freeze()

@@ -100,24 +100,34 @@ async def test_a_cancelled_transaction_is_rolled_back_and_its_connection_returne
 
 
 async def test_a_started_call_completes_when_its_task_is_cancelled(engine: AsyncEngine) -> None:
-    entered, release = threading.Event(), threading.Event()
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    ended: list[bool] = []  # when the task ended: had the call finished?
+    scope = anyio.CancelScope()
 
     def slow_insert(sync: sa.Connection) -> None:
         entered.set()
         release.wait(10)
         sync.execute(items.insert().values(name="finished"))
         sync.commit()
+        finished.set()
 
     async def run() -> None:
-        async with engine.connect() as conn:
-            await conn.run_sync(slow_insert)
+        try:
+            with scope:
+                async with engine.connect() as conn:
+                    await conn.run_sync(slow_insert)
+        finally:
+            ended.append(finished.is_set())
 
-    with anyio.move_on_after(5):
+    with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await anyio.to_thread.run_sync(entered.wait, 10)
-            tg.cancel_scope.cancel()  # the worker thread is mid-call: it must finish
+            scope.cancel()  # the worker thread is mid-call: the task waits for it
+            await anyio.sleep(0.2)
+            assert ended == []
             release.set()
+    assert ended == [True]
     assert await count(engine) == 1
 
 
