@@ -1,5 +1,5 @@
-"""Fixtures for the whole suite: the anyio backend, and TLS material for the probe tests (a
-throwaway CA from trustme and its PEM file)."""
+"""Fixtures for the whole suite: the anyio backend, TLS material for the probe tests (a
+throwaway CA from trustme and its PEM file), and a migrated SQLite database per module."""
 
 from __future__ import annotations
 
@@ -30,3 +30,12 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
     path = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database at the newest schema, made once per test module: a test copies it
+    (``migrated_database`` in tests/unit/alerting_fixtures.py) rather than migrating."""
+    from tests.unit.alerting_fixtures import migrated_database
+
+    return migrated_database(tmp_path_factory.mktemp("db"))

@@ -58,12 +58,16 @@ class Api:
 
 
 @asynccontextmanager
-async def running(config: Path, state: Path, *, plugins: bool = False) -> AsyncIterator[Api]:
-    """The daemon on ``config``; with ``plugins``, the installed plugins too (notifiers)."""
-    host = PluginHost()
-    if plugins:
-        host.load_entry_points()
-    host.register(EchoPlugin(), "echo")
+async def running(
+    config: Path, state: Path, *, plugins: bool = False, host: PluginHost | None = None
+) -> AsyncIterator[Api]:
+    """The daemon on ``config``; with ``plugins``, the installed plugins too (notifiers).
+    Its plugins are the echo probe's, or those of ``host`` when given."""
+    if host is None:
+        host = PluginHost()
+        if plugins:
+            host.load_entry_points()
+        host.register(EchoPlugin(), "echo")
     daemon = Daemon(config, listen="127.0.0.1:0", state_dir=state, host=host, notifier=Notifier(""))
     async with anyio.create_task_group() as tg, aiohttp.ClientSession() as http:
         tg.start_soon(daemon.run)

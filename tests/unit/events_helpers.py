@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anyio
 
 from pudimd.api.problems import CONTENT_TYPE
 from pudimd.daemon import Daemon
 from pudimd.plugins import PluginHost
-from pudimd.sdnotify import Notifier
-from tests.auth_helpers import auth_headers
 from tests.testplugins import BrokenPlugin, EchoPlugin
+from tests.unit import api_harness
 
 
 class Running:
@@ -52,13 +50,5 @@ async def running(directory: Path, migrated: Path, config: str) -> AsyncIterator
     host = PluginHost()
     host.register(EchoPlugin(), "echo")
     host.register(BrokenPlugin(), "broken")
-    daemon = Daemon(path, listen="127.0.0.1:0", state_dir=state, host=host, notifier=Notifier(""))
-    async with anyio.create_task_group() as tg, aiohttp.ClientSession() as http:
-        tg.start_soon(daemon.run)
-        with anyio.fail_after(10):
-            while not daemon.ready:
-                await anyio.sleep(0.02)
-        try:
-            yield Running(daemon, http, await auth_headers(daemon))
-        finally:
-            daemon.stop()
+    async with api_harness.running(path, state, host=host) as api:
+        yield Running(api.daemon, api.http, api.headers)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
@@ -32,11 +31,6 @@ alerting:
       failure_threshold: 3
       for: 1m
 """
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 import yaml_rs
 
 from pudimd.store.versions import list_versions
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
@@ -42,11 +41,6 @@ alerting:
   receivers:
     - name: default
 """
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

@@ -10,27 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anyio
 import pytest
 
 from pudimd.api.problems import CONTENT_TYPE
 from pudimd.daemon import Daemon
-from pudimd.plugins import PluginHost
-from pudimd.sdnotify import Notifier
 from pudimd.store.versions import Change, record_version, sha256
-from tests.auth_helpers import auth_headers
-from tests.testplugins import EchoPlugin
-from tests.unit.alerting_fixtures import migrated_database
+from tests.unit import api_harness
 
 pytestmark = pytest.mark.anyio
 
 V1 = "targets:\n  - {name: web, probe: echo, target: a.example, interval: 1h}\n"
 V2 = V1 + "  - {name: api, probe: echo, target: b.example, interval: 1h}\n"
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 class Running:
@@ -62,18 +52,8 @@ class Running:
 
 @asynccontextmanager
 async def running(config: Path, state: Path) -> AsyncIterator[Running]:
-    host = PluginHost()
-    host.register(EchoPlugin(), "echo")
-    daemon = Daemon(config, listen="127.0.0.1:0", state_dir=state, host=host, notifier=Notifier(""))
-    async with anyio.create_task_group() as tg, aiohttp.ClientSession() as http:
-        tg.start_soon(daemon.run)
-        with anyio.fail_after(10):
-            while not daemon.ready:
-                await anyio.sleep(0.02)
-        try:
-            yield Running(daemon, http, await auth_headers(daemon))
-        finally:
-            daemon.stop()
+    async with api_harness.running(config, state) as api:
+        yield Running(api.daemon, api.http, api.headers)
 
 
 @pytest.fixture

@@ -25,17 +25,11 @@ from pudimd.plugins import PluginHost
 from pudimd.sdnotify import Notifier
 from tests.auth_helpers import auth_headers, token_for
 from tests.testplugins import EchoPlugin
-from tests.unit.alerting_fixtures import migrated_database
 
 pytestmark = pytest.mark.anyio
 
 TARGETS = "targets:\n  - {name: web, probe: echo, target: a.example, interval: 1h}\n"
 PASSWORD_HASH = hash_password("s3cret-pass")
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 class Running:

@@ -35,14 +35,8 @@ from pudimd.config import ConfigBase, ConfigError, load_config_text
 from pudimd.config.models import build_config_model
 from pudimd.store.migrate import head_revision
 from tests.helpers import free_port
-from tests.unit.alerting_fixtures import migrated_database
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

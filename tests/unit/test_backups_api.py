@@ -19,7 +19,6 @@ from pudimd.plugins import PluginHost
 from pudimd.sdnotify import Notifier
 from tests.auth_helpers import auth_headers
 from tests.testplugins import EchoPlugin
-from tests.unit.alerting_fixtures import migrated_database
 
 pytestmark = pytest.mark.anyio
 
@@ -27,11 +26,6 @@ CONFIG = (
     "targets:\n  - {name: web, probe: echo, target: a.example, interval: 1h}\n"
     "backups: {dir: archives, keep: 2}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @asynccontextmanager

@@ -19,7 +19,6 @@ from pudimd.alerting.alert import PostableAlert
 from pudimd.alerting.workflow import Action
 from pudimd.events import EventBus, Filter, parse_filter
 from pudimd.results import ProbeResult
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.events_helpers import Running, running
 
 pytestmark = pytest.mark.anyio
@@ -29,11 +28,6 @@ CONFIG = (
     "  - {name: web, probe: echo, target: a.example, interval: 200ms}\n"
     "  - {name: api, probe: echo, target: b.example, interval: 200ms}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
@@ -45,11 +44,6 @@ SKIPPED = {
 }
 MAX_EXAMPLES = 12
 BUDGET = 150.0  # seconds for every operation together (2 shared cores)
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

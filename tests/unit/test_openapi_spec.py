@@ -14,7 +14,6 @@ import pytest
 
 from pudimd.api.app import make_app
 from pudimd.api.openapi import OPERATIONS, build_spec
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.api_harness import Api, served
 
 pytestmark = pytest.mark.anyio
@@ -28,11 +27,6 @@ targets:
 """
 _OWN = {"/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/app.js", "/api/v1/docs/app.css"}
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from pudimd.daemon import reuse_unchanged_targets
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.api_harness import running
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 async def test_unchanged_targets_keep_their_objects_and_file_secrets_are_reread(

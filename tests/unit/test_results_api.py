@@ -11,7 +11,6 @@ import pytest
 
 from pudimd.api.problems import Problem
 from pudimd.api.results import decode_cursor, encode_cursor
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.events_helpers import Running, running
 
 pytestmark = pytest.mark.anyio
@@ -22,11 +21,6 @@ CONFIG = (
     "  - {name: web, probe: echo, target: a.example, interval: 50ms}\n"
     "  - {name: api, probe: echo, target: b.example, interval: 50ms}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

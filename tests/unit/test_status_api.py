@@ -11,7 +11,6 @@ import pytest
 from pudimd import __version__
 from pudimd.alerting.alert import PostableAlert
 from pudimd.api.status import quantiles
-from tests.unit.alerting_fixtures import migrated_database
 from tests.unit.events_helpers import running
 
 pytestmark = pytest.mark.anyio
@@ -21,11 +20,6 @@ CONFIG = (
     "  - {name: web, probe: echo, target: a.example, interval: 200ms}\n"
     "  - {name: bad, probe: broken, target: x, interval: 200ms}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 def test_quantiles_are_bucket_bounds() -> None:

@@ -27,7 +27,6 @@ from pudimd.results import ProbeResult
 from pudimd.sdnotify import Notifier
 from tests.auth_helpers import auth_headers
 from tests.testplugins import EchoPlugin
-from tests.unit.alerting_fixtures import migrated_database
 
 pytestmark = pytest.mark.anyio
 
@@ -54,11 +53,6 @@ class Recorder:
                         return result
                 seen = len(self.results)
                 await self._changed.wait()
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 class Running:

@@ -18,7 +18,7 @@ from pudimd.alerting.engine import Alerting
 from pudimd.alerting.workflow import Action, ActionError
 from pudimd.store import Store
 from pudimd.store.tables import alert_events
-from tests.unit.alerting_fixtures import Collector, collector, migrated_database, running_engine
+from tests.unit.alerting_fixtures import Collector, collector, running_engine
 
 pytestmark = pytest.mark.anyio
 
@@ -26,11 +26,6 @@ MODEL = build_alerting_model({"webhook": WebhookNotifier})
 TYPES: dict[str, type[Any]] = {"webhook": WebhookNotifier}
 LABELS = {"alertname": "DiskFull", "target": "db1", "severity": "page"}
 FP = fingerprint(LABELS)
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("migrated"))
 
 
 def config(port: int, repeat: str = "1h") -> Any:

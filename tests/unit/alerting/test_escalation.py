@@ -26,7 +26,7 @@ from pudimd.alerting.workflow import Action
 from pudimd.api.oncall import oncall_routes
 from pudimd.store import Store
 from pudimd.store.tables import alert_events, escalations
-from tests.unit.alerting_fixtures import Collector, collector, migrated_database, running_engine
+from tests.unit.alerting_fixtures import Collector, collector, running_engine
 
 if TYPE_CHECKING:
     from pudimd.daemon import Daemon
@@ -38,11 +38,6 @@ TYPES: dict[str, type[Any]] = {"webhook": WebhookNotifier}
 LABELS = {"alertname": "DbDown", "severity": "page"}
 FP = fingerprint(LABELS)
 STEP = 0.4
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("migrated"))
 
 
 def hook(name: str, c: Collector) -> dict[str, Any]:

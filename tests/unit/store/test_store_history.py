@@ -22,7 +22,6 @@ from pudimd.store import Store
 from pudimd.store import history as h
 from pudimd.store.alerting import AlertingDB
 from pudimd.store.tables import alert_events, rollups
-from tests.unit.alerting_fixtures import migrated_database
 
 pytestmark = pytest.mark.anyio
 
@@ -135,11 +134,6 @@ async def check_prune_events(db: AlertingDB) -> None:
 
 
 # -- on SQLite ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture

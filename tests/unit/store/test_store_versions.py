@@ -30,17 +30,11 @@ from pudimd.store.versions import (
     unified_diff,
     write_config_file,
 )
-from tests.unit.alerting_fixtures import migrated_database
 
 pytestmark = pytest.mark.anyio
 
 V1 = "targets:\n  - {name: web, probe: http, target: 'https://a.example'}\n"
 V2 = "targets:\n  - {name: web, probe: http, target: 'https://b.example'}\n"
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return migrated_database(tmp_path_factory.mktemp("db"))
 
 
 @pytest.fixture
