@@ -10,32 +10,16 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from pudimd import __version__
-from pudimd.cli_common import DEFAULT_CONFIG
+from pudimd.cli_common import config_option
 from pudimd.cli_common import fail as _fail
 
 __all__ = ["main"]
-
-FC = TypeVar("FC", bound=Callable[..., Any])
-
-
-def _config_option(required: bool = False) -> Callable[[FC], FC]:
-    return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None if required else DEFAULT_CONFIG,
-        required=required,
-        show_default=not required,
-        help="Config file.",
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +45,7 @@ def _use_uvloop(choice: str) -> bool:
 
 
 @cli.command()
-@_config_option()
+@config_option()
 @click.option(
     "--listen", metavar="HOST:PORT", help="Listen address (default: server.listen, 127.0.0.1:9797)."
 )
@@ -175,7 +159,7 @@ def check_config(files: tuple[Path, ...], alertmanager_config: Path | None) -> N
 
 
 @cli.command()
-@_config_option()
+@config_option()
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 def plugins(config_path: Path, as_json: bool) -> None:
     """List installed plugins: name, kinds, types, distribution, version, status."""
@@ -281,7 +265,7 @@ def _json_value(value: Any) -> Any:
     help="A condition that makes the result degraded, e.g. '[RESPONSE_TIME] > 800'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Output the result as JSON.")
-@_config_option()
+@config_option()
 def probe(
     probe_type: str,
     target: str,
@@ -358,7 +342,7 @@ def probe(
 
 
 @cli.command()
-@_config_option()
+@config_option()
 @click.option(
     "--listen", metavar="HOST:PORT", help="Address of the running daemon (default: server.listen)."
 )
@@ -391,7 +375,7 @@ def config() -> None:
 
 
 @config.command("schema")
-@_config_option()
+@config_option()
 @click.option(
     "--markdown", is_flag=True, help="Print the Markdown reference instead of JSON Schema."
 )
@@ -409,7 +393,7 @@ def config_schema(config_path: Path, markdown: bool) -> None:
 
 
 @config.command("probes")
-@_config_option()
+@config_option()
 def config_probes(config_path: Path) -> None:
     """Print the Markdown manual of every installed probe type (docs/probes.md)."""
     from pudimd.config.probedocs import probes_markdown

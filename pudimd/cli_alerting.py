@@ -17,10 +17,11 @@ from typing import Any
 
 import click
 
-from pudimd.cli_common import DEFAULT_CONFIG
+from pudimd.cli_common import config_option
 from pudimd.cli_common import fail as _fail
 
 __all__ = ["alerts", "notify", "route", "silences"]
+
 
 def daemon_url(config_path: Path | None, url: str | None, listen: str | None = None) -> str:
     """The base URL of the running daemon: ``url``, else from ``listen`` (HOST:PORT) or
@@ -128,15 +129,7 @@ def _options(fn: Any) -> Any:
         "~/.config/pudimd/token).",
     )(fn)
     fn = click.option("--url", help="Daemon URL (default: from the config's server.listen).")(fn)
-    return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=DEFAULT_CONFIG,
-        show_default=True,
-        help="Config file (to find the daemon).",
-    )(fn)
+    return config_option("Config file (to find the daemon).")(fn)
 
 
 def _output(fn: Any) -> Any:
@@ -380,14 +373,7 @@ def route() -> None:
 
 
 @route.command("test")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=DEFAULT_CONFIG,
-    show_default=True,
-)
+@config_option(exists=True)
 @click.option("--alertmanager-config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("labels", nargs=-1, required=True)
 def route_test(

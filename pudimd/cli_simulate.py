@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-__all__ = ["simulate"]
+from pudimd.cli_common import DEFAULT_CONFIG, config_option
 
-DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
+__all__ = ["simulate"]
 
 
 def _start(value: str | None) -> float | None:
@@ -46,13 +46,8 @@ def _tail(value: str) -> float:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The results file: check results, silences and acknowledgements (docs/simulate.md).",
 )
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=f"Config file (default: the results file's config:, else {DEFAULT_CONFIG}).",
+@config_option(
+    f"Config file (default: the results file's config:, else {DEFAULT_CONFIG}).", default=None
 )
 @click.option(
     "--start",

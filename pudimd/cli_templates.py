@@ -10,19 +10,14 @@ from typing import Any, NoReturn
 
 import click
 
+from pudimd.cli_common import config_option
+
 __all__ = ["templates"]
 
-DEFAULT_CONFIG = "/etc/pudimd/pudimd.yaml"
 
-_config = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="Config file (its templates, template_files and templates_dir); built-ins only "
-    "when it does not exist.",
+_config = config_option(
+    "Config file (its templates, template_files and templates_dir); built-ins only "
+    "when it does not exist."
 )
 
 
@@ -120,15 +115,7 @@ def templates_show(
 
 
 @templates.command("expand")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="Config file.",
-)
+@config_option()
 def templates_expand(config_path: Path) -> None:
     """Validate the config and print its targets (YAML) as they are once every `use:`
     target is expanded (before `defaults:`).  Exits 1 with the config's problems."""

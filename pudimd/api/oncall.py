@@ -41,7 +41,14 @@ from aiohttp import web
 from pudimd.alerting.notification import parse_time
 from pudimd.alerting.workflow import INTERFACES, Action, ActionKind
 from pudimd.api._amjson import api_time, read_json
-from pudimd.api.problems import MAX_LIMIT, Problem, answers_problems, limit_param, time_param
+from pudimd.api.problems import (
+    MAX_LIMIT,
+    Problem,
+    answers_problems,
+    known_params,
+    limit_param,
+    time_param,
+)
 
 if TYPE_CHECKING:
     from pudimd.alerting.engine import Alerting, AlertView
@@ -200,10 +207,7 @@ class _OncallAPI:
 
     async def search(self, request: web.Request) -> web.StreamResponse:
         alerting = self._alerting()
-        query = request.query
-        unknown = sorted(set(query) - {"target", "fingerprint", "since", "until", "limit"})
-        if unknown:
-            raise Problem(400, f"unknown query parameter {unknown[0]!r}")
+        query = known_params(request, {"target", "fingerprint", "since", "until", "limit"})
         limit = limit_param(query)
         events = await alerting.timeline(
             fingerprint=query.get("fingerprint"),

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_LIMIT",
     "Problem",
     "answers_problems",
+    "known_params",
     "limit_param",
     "problem_response",
     "time_param",
@@ -82,6 +83,20 @@ def answers_problems(handler: Handler) -> Handler:
 
 MAX_LIMIT = 10_000
 """The most rows a ``limit`` query parameter may ask for."""
+
+
+def known_params(request: web.Request, allowed: set[str]) -> Mapping[str, str]:
+    """The request's query, every parameter in ``allowed``.  Raises Problem (400, naming
+    each unknown parameter)."""
+    query = request.query
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise Problem(
+            400,
+            f"unknown query parameter {unknown[0]!r}",
+            errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+        )
+    return query
 
 
 def time_param(query: Mapping[str, str], name: str) -> float | None:

@@ -38,7 +38,14 @@ from pudimd.alerting.reports import (
 )
 from pudimd.api._amjson import api_time
 from pudimd.api.oncall import event_json
-from pudimd.api.problems import MAX_LIMIT, Problem, answers_problems, limit_param, time_param
+from pudimd.api.problems import (
+    MAX_LIMIT,
+    Problem,
+    answers_problems,
+    known_params,
+    limit_param,
+    time_param,
+)
 from pudimd.store import history
 
 if TYPE_CHECKING:
@@ -54,18 +61,6 @@ MAX_EVENTS = MAX_LIMIT
 MAX_SCAN = 1_000_000
 """Most timeline events a report reads (a year of a busy site is some 50,000)."""
 UPTIME_DEFINITION = "share of successful checks: 1 - failures / checks"
-
-
-def _params(request: web.Request, allowed: set[str]) -> Mapping[str, str]:
-    query = request.query
-    unknown = sorted(set(query) - allowed)
-    if unknown:
-        raise Problem(
-            400,
-            f"unknown query parameter {unknown[0]!r}",
-            errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
-        )
-    return query
 
 
 def _range(query: Mapping[str, str], default_period: float) -> tuple[float, float]:
@@ -104,7 +99,7 @@ class _ReportsAPI:
         return config is not None and any(t.name == name for t in config.targets)
 
     async def uptime(self, request: web.Request) -> web.StreamResponse:
-        query = _params(request, {"until"})
+        query = known_params(request, {"until"})
         name = request.match_info["name"]
         until = time_param(query, "until")
         found = await history.uptime(self._results_engine(), name, until)
@@ -130,7 +125,7 @@ class _ReportsAPI:
         )
 
     async def response(self, request: web.Request) -> web.StreamResponse:
-        query = _params(request, {"since", "until"})
+        query = known_params(request, {"since", "until"})
         since, until = _range(query, DEFAULT_REPORT_PERIOD)
         alerting = self._alerting()
         # from since on, past until too: an episode that fired in the range is followed to
@@ -169,7 +164,7 @@ class _ReportsAPI:
         return {name: set(team.members) for name, team in directory.teams.items()}
 
     async def receiver_history(self, request: web.Request) -> web.StreamResponse:
-        query = _params(request, {"since", "until", "limit"})
+        query = known_params(request, {"since", "until", "limit"})
         alerting = self._alerting()
         name = request.match_info["name"]
         if name not in alerting.receivers():

@@ -36,7 +36,14 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from pudimd.api.problems import MAX_LIMIT, Problem, answers_problems, limit_param, time_param
+from pudimd.api.problems import (
+    MAX_LIMIT,
+    Problem,
+    answers_problems,
+    known_params,
+    limit_param,
+    time_param,
+)
 from pudimd.events import event_time
 from pudimd.store.records import Rollup, StoredResult
 from pudimd.store.tables import results, rollups
@@ -75,18 +82,6 @@ def decode_cursor(text: str) -> tuple[float, int]:
         "cursor is not one this API gave out",
         errors=[{"field": "cursor", "message": "malformed cursor"}],
     )
-
-
-def _params(request: web.Request, allowed: set[str]) -> Mapping[str, str]:
-    query = request.query
-    unknown = sorted(set(query) - allowed)
-    if unknown:
-        raise Problem(
-            400,
-            f"unknown query parameter {unknown[0]!r}",
-            errors=[{"field": name, "message": "unknown query parameter"} for name in unknown],
-        )
-    return query
 
 
 def _time(query: Mapping[str, str], name: str) -> float | None:
@@ -156,7 +151,7 @@ class _ResultsAPI:
         return store.engine
 
     async def results(self, request: web.Request) -> web.StreamResponse:
-        query = _params(request, {"target", "from", "to", "limit", "cursor"})
+        query = known_params(request, {"target", "from", "to", "limit", "cursor"})
         since, until = _range(query)
         limit = limit_param(query, default=100)
         cursor = query.get("cursor")
@@ -190,7 +185,7 @@ class _ResultsAPI:
         )
 
     async def history(self, request: web.Request) -> web.StreamResponse:
-        query = _params(request, {"target", "from", "to", "step", "limit"})
+        query = known_params(request, {"target", "from", "to", "step", "limit"})
         target = query.get("target")
         if not target:
             raise Problem(
